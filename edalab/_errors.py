@@ -1,0 +1,82 @@
+"""The one exception hierarchy of edalab.
+
+Every message says what went wrong *and what to do next*::
+
+    EdalabError
+     +-- ConfigError            bad argument or environment variable (also a ValueError)
+     +-- ServerError            an embedded server could not be started
+     |    +-- BinaryNotFound       no server program installed
+     |    +-- PortInUse            the requested port is taken by another program
+     |    +-- ServerExited         the server stopped during start-up (log tail attached)
+     |    +-- ServerStartTimeout   it did not answer in time (log tail attached)
+     +-- ServiceUnavailable     a server elsewhere (or edalab up's) does not answer
+     |    +-- KafkaUnavailable
+     |    +-- RedisUnavailable
+     +-- RoleError              a role process failed (see edalab.roles)
+     +-- ExperimentError        an experiment could not run as asked
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EdalabError",
+    "ConfigError",
+    "ServerError",
+    "BinaryNotFound",
+    "PortInUse",
+    "ServerExited",
+    "ServerStartTimeout",
+    "ServiceUnavailable",
+    "KafkaUnavailable",
+    "RedisUnavailable",
+    "RoleError",
+    "ExperimentError",
+]
+
+
+class EdalabError(Exception):
+    """Base class of every error edalab raises on purpose."""
+
+
+class ConfigError(EdalabError, ValueError):
+    """An argument or an ``EDALAB_*`` environment variable has an invalid value."""
+
+
+class ServerError(EdalabError):
+    """An embedded server could not be started."""
+
+
+class BinaryNotFound(ServerError):
+    """The server program (Valkey/Redis or Tansu) is not installed."""
+
+
+class PortInUse(ServerError):
+    """The port asked for is already taken by another program."""
+
+
+class ServerExited(ServerError):
+    """The server process exited while starting; the message carries its log tail."""
+
+
+class ServerStartTimeout(ServerError):
+    """The server did not answer a real request within the start timeout."""
+
+
+class ServiceUnavailable(EdalabError):
+    """A server that edalab did not start (or ``edalab up`` started) does not answer."""
+
+
+class KafkaUnavailable(ServiceUnavailable):
+    """The Kafka bootstrap address does not answer like a Kafka broker."""
+
+
+class RedisUnavailable(ServiceUnavailable):
+    """The Redis URL does not answer like a Redis server."""
+
+
+class RoleError(EdalabError):
+    """A role process (producer, consumer, service) failed or could not start."""
+
+
+class ExperimentError(EdalabError):
+    """An experiment was asked for something it cannot do."""

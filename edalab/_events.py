@@ -1,0 +1,78 @@
+"""The event envelope every transport carries (introduced in notebook 01).
+
+One envelope and one serialization (UTF-8 JSON) for Kafka, Redis pub/sub, Redis
+Streams and HTTP, so that a measurement compares transports and not encodings.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["Event", "new_event"]
+
+_SEQ = itertools.count()
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened, as it travels from a producer to its consumers.
+
+    Attributes:
+        id: unique id of this event (a string; the recorder matches on it).
+        type: what happened, e.g. ``"order.ready"``.
+        key: what it is about, e.g. an order id; transports that partition
+            (Kafka) route by it, and per-key ordering is checked on it.
+        payload: JSON-serialisable data (a dict).
+        produced_at_ns: wall-clock time when the producer created it
+            (``time.time_ns()``), so processes on one machine can compare times.
+        producer: name of the producing role.
+        seq: the producer's sequence number for this event (0, 1, 2, ...).
+    """
+
+    id: str
+    type: str
+    key: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    produced_at_ns: int = 0
+    producer: str = ""
+    seq: int = 0
+
+    def to_bytes(self) -> bytes:
+        """Serialise to compact UTF-8 JSON (the one wire format of the course)."""
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes | str) -> "Event":
+        """Parse what :meth:`to_bytes` wrote."""
+        return cls(**json.loads(data))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def new_event(
+    type: str,
+    key: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    producer: str = "",
+    seq: int | None = None,
+) -> Event:
+    """Make an event stamped with the current wall-clock time and a fresh id."""
+    if seq is None:
+        seq = next(_SEQ)
+    return Event(
+        id=f"{producer or os.getpid()}-{seq}-{uuid.uuid4().hex[:8]}",
+        type=type,
+        key=str(key),
+        payload=dict(payload or {}),
+        produced_at_ns=time.time_ns(),
+        producer=producer,
+        seq=seq,
+    )

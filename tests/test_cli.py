@@ -1,0 +1,106 @@
+"""The ``edalab`` command, checked with clients that are not edalab's own."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+
+import psutil
+
+from conftest import run_edalab
+
+
+def ping_with_redis_cli(url: str) -> str:
+    """PING with redis-cli where installed, else with a hand-written RESP request."""
+    host, port = url.removeprefix("redis://").split("/")[0].split(":")
+    cli = shutil.which("redis-cli") or shutil.which("valkey-cli")
+    if cli:
+        return subprocess.run([cli, "-h", host, "-p", port, "PING"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"PING\r\n")  # inline command form, as a telnet user would type it
+        return sock.recv(16).decode().strip().lstrip("+")
+
+
+def produce_and_consume_with_librdkafka(bootstrap: str) -> bytes:
+    from confluent_kafka import Consumer, Producer
+
+    topic = f"cli-{uuid.uuid4().hex[:8]}"
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(topic, b"hello from librdkafka")
+    assert producer.flush(10) == 0
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "cli-check",
+                         "auto.offset.reset": "earliest", "session.timeout.ms": 2000,
+                         "heartbeat.interval.ms": 500})
+    consumer.subscribe([topic])
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                return msg.value()
+    finally:
+        consumer.close()
+    raise AssertionError("librdkafka consumed nothing in 30 s")
+
+
+def server_processes() -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["cmdline"])
+            if p.info["cmdline"] and any(x in " ".join(p.info["cmdline"])
+                                         for x in ("tansu", "valkey-server", "redis-server"))
+            and "edalab" in " ".join(p.info["cmdline"]) + str(_cwd(p))]
+
+
+def _cwd(p: psutil.Process) -> str:
+    try:
+        return p.cwd()
+    except psutil.Error:
+        return ""
+
+
+def test_up_json_serves_independent_clients_and_down_leaves_nothing(tmp_path):
+    before = {p.pid for p in server_processes()}
+    up = run_edalab("up", "--json")
+    assert up.returncode == 0, up.stderr
+    state = json.loads(up.stdout)
+    try:
+        assert produce_and_consume_with_librdkafka(state["kafka_bootstrap"]) == b"hello from librdkafka"
+        assert ping_with_redis_cli(state["redis_url"]) == "PONG"
+        status = run_edalab("status", "--json")
+        assert status.returncode == 0 and json.loads(status.stdout)["health"]["redis_url"] == "answers"
+    finally:
+        down = run_edalab("down")
+    assert down.returncode == 0 and "Stopped" in down.stdout
+    time.sleep(0.5)
+    assert {p.pid for p in server_processes()} - before == set()
+    again = run_edalab("down")
+    assert again.returncode == 0 and "nothing to stop" in again.stdout
+    assert run_edalab("status").returncode == 3
+
+
+def test_supervisor_killed_with_sigkill_takes_its_servers_along():
+    state = json.loads(run_edalab("up", "--json").stdout)
+    kids = psutil.Process(state["pid"]).children()
+    assert len(kids) == 2
+    psutil.Process(state["pid"]).kill()
+    gone, alive = psutil.wait_procs(kids, timeout=5)
+    assert not alive
+    assert "not running" in run_edalab("status").stdout
+
+
+def test_doctor_lists_binaries_and_plan():
+    out = run_edalab("doctor")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "tansu 0.6.0" in out.stdout and "Valkey server" in out.stdout
+    assert "edalab.start() would" in out.stdout
+
+
+def test_errors_are_one_paragraph_not_a_traceback(tmp_path):
+    env = {**__import__("os").environ, "EDALAB_TANSU_BIN": "/nonexistent/tansu"}
+    out = run_edalab("up", env=env)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and "EDALAB_TANSU_BIN" in out.stderr
