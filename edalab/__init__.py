@@ -5,6 +5,10 @@ The public surface notebooks use (everything else is private):
 * servers and clients: :func:`start`, :class:`Lab`, :class:`KafkaServer`, :class:`RedisServer`
 * notebook setup: :func:`check_environment`
 * events: :class:`Event`, :func:`new_event`
+* measuring: :class:`Recorder` (traces -> samples, summary), :class:`Role` (a process)
+* submodules: ``transports`` (Kafka, Redis, HTTP), ``roles``, ``experiments``,
+  ``plots`` (charts), ``widgets`` (imported on demand: it needs ipywidgets),
+  ``exercises`` (checks for each notebook's exercise)
 * errors: :class:`EdalabError` and its subclasses (tree in ``edalab._errors``)
 """
 
@@ -25,12 +29,16 @@ from edalab._errors import (
 from edalab._events import Event, new_event
 from edalab._lab import Lab, start
 from edalab._notebook import check_environment
+from edalab._recorder import Recorder
 from edalab._servers import KafkaServer, RedisServer
+from edalab.roles import Role
+from edalab import experiments, exercises, plots, roles, transports  # noqa: E402  (public submodules)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "start", "Lab", "check_environment", "KafkaServer", "RedisServer", "Event", "new_event",
+    "start", "Lab", "check_environment", "Recorder", "Role",
+    "experiments", "exercises", "plots", "roles", "transports", "KafkaServer", "RedisServer", "Event", "new_event",
     "EdalabError", "ConfigError", "ServerError", "BinaryNotFound", "PortInUse", "ServerExited",
     "ServerStartTimeout", "ServiceUnavailable", "KafkaUnavailable", "RedisUnavailable",
     "RoleError", "ExperimentError", "__version__",

@@ -1,0 +1,51 @@
+"""Experiments: functions that run real roles on real servers and return result objects.
+
+Each returns a result with raw ``samples`` and a ``summary`` table; charts live in
+:mod:`edalab.plots`, widgets in :mod:`edalab.widgets`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edalab.experiments.polling_vs_push import PollingVsPushResult, polling_vs_push
+
+__all__ = ["polling_vs_push", "PollingVsPushResult", "run_cli_experiment", "CLI_EXPERIMENTS"]
+
+CLI_EXPERIMENTS = ("polling-vs-push",)
+
+
+def run_cli_experiment(name: str, out: Path, quick: bool = False) -> int:
+    """``edalab run NAME --out DIR``: run, then write results.csv, summary.csv and PNG charts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import edalab
+    from edalab import plots
+    from edalab._errors import ConfigError
+
+    if name not in CLI_EXPERIMENTS:
+        raise ConfigError(f"Unknown experiment {name!r}; choose from {', '.join(CLI_EXPERIMENTS)}.")
+    out.mkdir(parents=True, exist_ok=True)
+    plots.use_course_style()
+    with edalab.start() as lab:
+        result = polling_vs_push(lab, quick=quick or None, run_dir=out / "traces")
+    result.samples.to_csv(out / "results.csv", index=False)
+    result.summary.to_csv(out / "summary.csv", index=False)
+    charts = {"latency_vs_interval": plots.latency_vs_interval, "latency_cdf": plots.latency_cdf,
+              "requests_per_event": plots.requests_per_event, "cpu_per_role": plots.cpu_per_role}
+    import matplotlib.pyplot as plt
+
+    for chart, draw in charts.items():
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        draw(result, ax)
+        fig.tight_layout()
+        fig.savefig(out / f"{chart}.png", dpi=110)
+        plt.close(fig)
+    cols = ["method", "poll_interval_s", "delivered", "lost", "latency_mean_ms", "model_mean_ms",
+            "requests_per_event", "empty_per_event"]
+    print(result.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(f"HTTP round trip {result.rtt_ms:.2f} ms; polling model max relative error "
+          f"{result.model_max_rel_error():.1%}")
+    print(f"Wrote {out}/results.csv, summary.csv and {len(charts)} charts.")
+    return 0

@@ -1,0 +1,76 @@
+"""One producer, one or more consumers, one transport: the unit every experiment repeats."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from edalab._errors import ExperimentError
+from edalab._recorder import Recorder
+from edalab.roles import Role, consume, produce
+
+__all__ = ["run_trial", "wait_for_receipts"]
+
+
+def received_count(recorder: Recorder, role: str) -> int:
+    """How many deliveries a consumer role reported so far (from its counters file)."""
+    try:
+        return int(json.loads((Path(recorder.run_dir) / f"counters-{role}.json").read_text())["received"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def wait_for_receipts(recorder: Recorder, roles: list[str], expected: int, timeout_s: float,
+                      shared: bool = False) -> bool:
+    """Wait until every consumer role reported ``expected`` receipts (with ``shared``:
+    all of them together, as competing consumers split the events), or the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        counts = [received_count(recorder, r) for r in roles]
+        if (sum(counts) >= expected) if shared else all(c >= expected for c in counts):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def run_trial(run_dir: Path, spec, schedule_s: list[float], *, consumers: int = 1,
+              settle_timeout_s: float = 10.0, group: str | None = None,
+              receive_timeout_s: float = 0.1) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Start consumers, then a producer following ``schedule_s``; wait; stop; summarise.
+
+    Consumers are ready (subscribed, group joined) before the first event is sent,
+    so start-up costs never count as delivery delay. ``receive_timeout_s`` is how long
+    one receive call may wait when nothing arrives (a long poll's hold time). Returns
+    (samples, summary, cpu_s per role).
+    """
+    recorder = Recorder(run_dir)
+    names = [f"consumer-{i}" for i in range(consumers)]
+    consumer_roles = [Role(n, consume, recorder, spec=spec, group=group,
+                           receive_timeout_s=receive_timeout_s) for n in names]
+    producer = Role("producer", produce, recorder, spec=spec, schedule_s=schedule_s)
+    producer_started = False
+    try:
+        for role in consumer_roles:
+            role.start(wait=False)
+        for role in consumer_roles:
+            role.wait_ready()
+        producer.start()
+        producer_started = True
+        last_s = schedule_s[-1] if schedule_s else 0.0
+        if not producer.join(last_s + 30.0):
+            raise ExperimentError(f"The producer did not finish within {last_s + 30:.0f} s. "
+                                  f"Its log ends:\n{producer.log_tail()}")
+        if producer.exitcode:
+            raise ExperimentError(f"The producer failed (exit code {producer.exitcode}). "
+                                  f"Its log ends:\n{producer.log_tail()}")
+        wait_for_receipts(recorder, names, len(schedule_s), settle_timeout_s, shared=group is not None)
+    finally:
+        if not producer_started or producer.alive:
+            producer.kill()
+        for role in consumer_roles:
+            role.stop()
+    cpu = {r.name: r.cpu_seconds() for r in consumer_roles + [producer]}
+    return recorder.samples(), recorder.summary(groups=None if group else names), cpu

@@ -1,0 +1,18 @@
+"""Charts for the course: each function draws one result object (notebooks 00-12).
+
+Chart functions take a result and an optional matplotlib ``Axes``, draw, and return
+the ``Axes`` (or a Figure for dashboards); they never run experiments. One module
+per experiment; everything public is re-exported here.
+"""
+
+from edalab.plots._style import METHOD_COLORS, axes, use_course_style
+from edalab.plots.polling import (
+    cpu_per_role,
+    latency_cdf,
+    latency_vs_interval,
+    polling_vs_push_dashboard,
+    requests_per_event,
+)
+
+__all__ = ["use_course_style", "axes", "METHOD_COLORS", "latency_vs_interval", "requests_per_event",
+           "cpu_per_role", "latency_cdf", "polling_vs_push_dashboard"]
