@@ -32,7 +32,18 @@ from edalab._notebook import check_environment
 from edalab._recorder import Recorder
 from edalab._servers import KafkaServer, RedisServer
 from edalab.roles import Role
-from edalab import experiments, exercises, plots, roles, transports  # noqa: E402  (public submodules)
+
+_SUBMODULES = ("experiments", "exercises", "plots", "roles", "transports", "widgets")
+
+
+def __getattr__(name: str):
+    # Submodules load on first use: role processes import edalab and should not pay
+    # for pandas and matplotlib they never touch.
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"edalab.{name}")
+    raise AttributeError(f"module 'edalab' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 

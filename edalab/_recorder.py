@@ -34,8 +34,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
+from edalab._lazy import lazy_module
+
+# Role processes only write traces; pandas is imported when a trace is read.
+np = lazy_module("numpy")
+pd = lazy_module("pandas")
 
 from edalab._errors import ConfigError
 from edalab._events import Event

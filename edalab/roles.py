@@ -31,7 +31,6 @@ import weakref
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import psutil
 
 from edalab._errors import ConfigError, RoleError
@@ -335,6 +334,8 @@ def poisson_schedule_s(count: int, rate_per_s: float, seed: int = 0) -> list[flo
     """
     if count < 0 or rate_per_s <= 0:
         raise ConfigError(f"count must be >= 0 and rate_per_s > 0 (got {count}, {rate_per_s})")
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     return np.cumsum(rng.exponential(1.0 / rate_per_s, size=count)).tolist()
 
@@ -368,11 +369,19 @@ def produce(ctx: RoleContext, spec, schedule_s: list[float], event_type: str = "
 
 
 def consume(ctx: RoleContext, spec, group: str | None = None, receive_timeout_s: float = 0.1,
-            counters_every_s: float = 0.25) -> None:
-    """Consumer role: receive until asked to stop, recording every delivery and its cost."""
+            counters_every_s: float = 0.25, wait_for_assignment: bool = True) -> None:
+    """Consumer role: receive until asked to stop, recording every delivery and its cost.
+
+    With ``wait_for_assignment`` a Kafka consumer is ready only once it owns partitions;
+    pass False for a member that may legitimately get none (more members than partitions).
+    """
     subscriber = spec.subscriber(group)
     trace = ctx.recorder.consumer_trace(ctx.name, group)
     received = 0
+    if wait_for_assignment and hasattr(subscriber, "wait_for_assignment"):
+        # A Kafka consumer only gets partitions once its group join completes; ready
+        # before that would count the join as delivery delay.
+        subscriber.wait_for_assignment(timeout_s=30.0)
     ctx.ready()
     next_write = time.monotonic() + counters_every_s
     try:
