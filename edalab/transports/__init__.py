@@ -7,5 +7,9 @@ question (notebook 02).
 """
 
 from edalab.transports._base import Counters, Delivery, Publisher, Subscriber, TransportSpec
+from edalab.transports.http import EventServiceSpec
+from edalab.transports.kafka import KafkaSpec
+from edalab.transports.redis import RedisPubSubSpec, RedisStreamSpec
 
-__all__ = ["Counters", "Delivery", "Publisher", "Subscriber", "TransportSpec"]
+__all__ = ["Counters", "Delivery", "Publisher", "Subscriber", "TransportSpec", "KafkaSpec",
+           "RedisPubSubSpec", "RedisStreamSpec", "EventServiceSpec"]
