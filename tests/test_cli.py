@@ -48,22 +48,14 @@ def produce_and_consume_with_librdkafka(bootstrap: str) -> bytes:
     raise AssertionError("librdkafka consumed nothing in 30 s")
 
 
-def server_processes() -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["cmdline"])
-            if p.info["cmdline"] and any(x in " ".join(p.info["cmdline"])
-                                         for x in ("tansu", "valkey-server", "redis-server"))
-            and "edalab" in " ".join(p.info["cmdline"]) + str(_cwd(p))]
-
-
-def _cwd(p: psutil.Process) -> str:
+def gone(pid: int) -> bool:
     try:
-        return p.cwd()
-    except psutil.Error:
-        return ""
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def test_up_json_serves_independent_clients_and_down_leaves_nothing(tmp_path):
-    before = {p.pid for p in server_processes()}
     up = run_edalab("up", "--json")
     assert up.returncode == 0, up.stderr
     state = json.loads(up.stdout)
@@ -72,11 +64,15 @@ def test_up_json_serves_independent_clients_and_down_leaves_nothing(tmp_path):
         assert ping_with_redis_cli(state["redis_url"]) == "PONG"
         status = run_edalab("status", "--json")
         assert status.returncode == 0 and json.loads(status.stdout)["health"]["redis_url"] == "answers"
+        server_pids = [json.loads(status.stdout)[k] for k in ("kafka_pid", "redis_pid")]
+        assert not any(gone(p) for p in server_pids)
     finally:
         down = run_edalab("down")
     assert down.returncode == 0 and "Stopped" in down.stdout
-    time.sleep(0.5)
-    assert {p.pid for p in server_processes()} - before == set()
+    deadline = time.monotonic() + 5
+    while not all(gone(p) for p in server_pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(gone(p) for p in server_pids), "edalab down left a server running"
     again = run_edalab("down")
     assert again.returncode == 0 and "nothing to stop" in again.stdout
     assert run_edalab("status").returncode == 3

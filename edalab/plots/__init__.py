@@ -13,6 +13,7 @@ from edalab.plots.polling import (
     polling_vs_push_dashboard,
     requests_per_event,
 )
+from edalab.plots.waiter import calls_per_order, delay_per_order, order_timeline
 
-__all__ = ["use_course_style", "axes", "METHOD_COLORS", "latency_vs_interval", "requests_per_event",
+__all__ = ["calls_per_order", "delay_per_order", "order_timeline","use_course_style", "axes", "METHOD_COLORS", "latency_vs_interval", "requests_per_event",
            "cpu_per_role", "latency_cdf", "polling_vs_push_dashboard"]
