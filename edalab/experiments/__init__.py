@@ -9,11 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from edalab.experiments.polling_vs_push import PollingVsPushResult, polling_vs_push
+from edalab.experiments.fanout import competing_consumers, fan_out, rebalance, rest_vs_broker
 from edalab.experiments.downtime import DowntimeResult, listener_down, replay
 from edalab.experiments.waiter import WaiterResult, waiter_analogy
 
 __all__ = ["polling_vs_push", "PollingVsPushResult", "waiter_analogy", "WaiterResult",
            "listener_down", "replay", "DowntimeResult",
+           "fan_out", "competing_consumers", "rebalance", "rest_vs_broker",
            "run_cli_experiment", "CLI_EXPERIMENTS"]
 
 CLI_EXPERIMENTS = ("polling-vs-push",)
