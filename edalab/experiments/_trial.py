@@ -50,15 +50,17 @@ def run_trial(run_dir: Path, spec, schedule_s: list[float], *, consumers: int = 
     names = [f"consumer-{i}" for i in range(consumers)]
     consumer_roles = [Role(n, consume, recorder, spec=spec, group=group,
                            receive_timeout_s=receive_timeout_s) for n in names]
-    producer = Role("producer", produce, recorder, spec=spec, schedule_s=schedule_s)
-    producer_started = False
+    gate = Path(run_dir) / "go"
+    producer = Role("producer", produce, recorder, spec=spec, schedule_s=schedule_s,
+                    gate_path=str(gate))
     try:
-        for role in consumer_roles:
+        # All processes start together; the producer's schedule starts only when the
+        # gate opens, after every consumer is ready.
+        for role in [*consumer_roles, producer]:
             role.start(wait=False)
-        for role in consumer_roles:
+        for role in [*consumer_roles, producer]:
             role.wait_ready()
-        producer.start()
-        producer_started = True
+        gate.touch()
         last_s = schedule_s[-1] if schedule_s else 0.0
         if not producer.join(last_s + 30.0):
             raise ExperimentError(f"The producer did not finish within {last_s + 30:.0f} s. "
@@ -68,7 +70,7 @@ def run_trial(run_dir: Path, spec, schedule_s: list[float], *, consumers: int = 
                                   f"Its log ends:\n{producer.log_tail()}")
         wait_for_receipts(recorder, names, len(schedule_s), settle_timeout_s, shared=group is not None)
     finally:
-        if not producer_started or producer.alive:
+        if producer.alive:
             producer.kill()
         for role in consumer_roles:
             role.stop()

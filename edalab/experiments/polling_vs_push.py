@@ -52,7 +52,8 @@ class PollingVsPushResult:
         summary: one row per method (and interval): produced, delivered, lost,
             duplicated, latency_mean/p50/p90/p99_ms, requests_per_event,
             empty_per_event, consumer/producer/service CPU seconds, model_mean_ms.
-        rtt_ms: median HTTP round trip to the event service (the model's RTT).
+        rtt_ms: median HTTP round trip to the event service, with requests spaced
+            like the events (the model's RTT).
         params: the settings of the run.
     """
 
@@ -80,13 +81,23 @@ class PollingVsPushResult:
         return float(np.max(np.abs(rows["latency_mean_ms"].to_numpy() - model) / model))
 
 
-def _http_rtt_ms(base_url: str, rounds: int = 50) -> float:
+def _http_rtt_ms(base_url: str, rate_per_s: float, rounds: int = 40) -> float:
+    """Median round trip of ``GET /health``, spaced like the experiment's events.
+
+    Spaced, not back to back: on a virtual machine an idle process answers 100-200 us
+    slower than a busy one, and the events of the experiment arrive with idle gaps,
+    so this is the round trip the model's "+ RTT" should use.
+    """
     import httpx
 
+    from edalab.roles import poisson_schedule_s
+
+    gaps = np.diff([0.0, *poisson_schedule_s(rounds, rate_per_s, seed=11)])
     with httpx.Client(base_url=base_url, timeout=5.0) as client:
         client.get("/health")
         times = []
-        for _ in range(rounds):
+        for gap in gaps:
+            time.sleep(min(gap, 0.2))
             t = time.perf_counter()
             client.get("/health")
             times.append((time.perf_counter() - t) * 1000)
@@ -95,7 +106,7 @@ def _http_rtt_ms(base_url: str, rounds: int = 50) -> float:
 
 def polling_vs_push(lab, *, poll_intervals_s: Sequence[float] | None = None,
                     methods: Sequence[str] | None = None, events: int | None = None,
-                    rate_per_s: float = 20.0, quick: bool | None = None, seed: int = 1,
+                    rate_per_s: float | None = None, quick: bool | None = None, seed: int = 1,
                     run_dir: str | Path | None = None, progress: bool = True) -> PollingVsPushResult:
     """Run the polling-vs-push comparison on ``lab``'s servers.
 
@@ -104,7 +115,8 @@ def polling_vs_push(lab, *, poll_intervals_s: Sequence[float] | None = None,
         poll_intervals_s: REST poll intervals to sweep (seconds).
         methods: which of ``"rest-poll"`` and :data:`PUSH_METHODS` to run (default: all).
         events: events per method (default 200, quick 30).
-        rate_per_s: mean event rate; arrival times are random (Poisson).
+        rate_per_s: mean event rate; arrival times are random (Poisson). Default 20,
+            quick 30 (one second of events per method).
         quick: the short CI version (default ``$EDALAB_QUICK``).
         seed: the random arrival times are reproducible with the same seed.
         run_dir: where role traces go (a temporary folder by default).
@@ -116,10 +128,12 @@ def polling_vs_push(lab, *, poll_intervals_s: Sequence[float] | None = None,
     intervals = tuple(poll_intervals_s or (QUICK_INTERVALS_S if quick else FULL_INTERVALS_S))
     methods = tuple(methods or (POLL_METHOD, *PUSH_METHODS))
     events = events or (30 if quick else 200)
+    if rate_per_s is None:
+        rate_per_s = 30.0 if quick else 20.0
     unknown = set(methods) - {POLL_METHOD, *PUSH_METHODS}
     if unknown:
         raise ConfigError(f"Unknown methods {sorted(unknown)}; choose from {[POLL_METHOD, *PUSH_METHODS]}.")
-    if any(i <= 0 for i in intervals) or events < 1 or rate_per_s <= 0:
+    if any(i <= 0 for i in intervals) or events < 1 or not rate_per_s > 0:
         raise ConfigError("poll intervals, events and rate_per_s must be positive.")
     root = Path(run_dir or tempfile.mkdtemp(prefix="edalab-pvp-"))
     schedule = poisson_schedule_s(events, rate_per_s, seed)
@@ -146,7 +160,7 @@ def polling_vs_push(lab, *, poll_intervals_s: Sequence[float] | None = None,
     try:
         if http_needed:
             service.start()
-            rtt_ms = _http_rtt_ms(base_url)
+            rtt_ms = _http_rtt_ms(base_url, rate_per_s)
         bar = tqdm(trials, desc="polling vs push", disable=not progress, leave=False)
         for method, interval, _ in bar:
             bar.set_postfix_str(method if np.isnan(interval) else f"{method} {interval * 1000:g} ms")
@@ -168,10 +182,11 @@ def polling_vs_push(lab, *, poll_intervals_s: Sequence[float] | None = None,
 
                 spec = KafkaSpec.for_lab(lab, lab.create_topic(f"pvp-{tag}-{name}"))
             service_cpu_before = service.cpu_seconds() if service.alive else 0.0
-            # Push methods may hold a receive for 1 s when idle (a long poll's point);
-            # fixed-interval polling must not, or its schedule would slip.
+            # Push methods may hold a receive for a while when idle (a long poll's point),
+            # but not so long that stopping the consumer waits for it; fixed-interval
+            # polling must not hold at all, or its schedule would slip.
             trial_samples, summary, cpu = run_trial(
-                root / name, spec, schedule, receive_timeout_s=0.1 if method == POLL_METHOD else 1.0,
+                root / name, spec, schedule, receive_timeout_s=0.1 if method == POLL_METHOD else 0.25,
                 settle_timeout_s=max(5.0, 3 * interval if method == POLL_METHOD else 0.0))
             row = summary.iloc[0].to_dict()
             row.update(method=method, poll_interval_s=interval, consumer_cpu_s=cpu["consumer-0"],
