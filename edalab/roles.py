@@ -341,15 +341,25 @@ def poisson_schedule_s(count: int, rate_per_s: float, seed: int = 0) -> list[flo
 
 
 def produce(ctx: RoleContext, spec, schedule_s: list[float], event_type: str = "order.ready",
-            keys: int = 10, payload_bytes: int = 0, start_delay_s: float = 0.0) -> None:
+            keys: int = 10, payload_bytes: int = 0, start_delay_s: float = 0.0,
+            gate_path: str | None = None) -> None:
     """Producer role: publish one event at each time in ``schedule_s`` (seconds from start).
 
     Events are keyed ``order-0`` .. ``order-{keys-1}`` in turn; each is recorded in the
-    trace *before* it is published, so an event that never got out counts as lost.
+    trace right after ``publish`` accepted it, so writing the trace is not part of the
+    measured delivery delay and a lost event is the transport's loss.
+
+    With ``gate_path`` the role gets ready, then waits until that file exists before
+    its schedule starts: the owner can start it alongside the consumers and open the
+    gate once everyone is ready, instead of paying for a process start in between.
     """
     publisher = spec.publisher()
     trace = ctx.recorder.producer_trace(ctx.name)
     ctx.ready()
+    if gate_path is not None:
+        while not os.path.exists(gate_path):
+            if ctx.sleep(0.002):
+                return
     if ctx.sleep(start_delay_s):
         return
     start = time.monotonic()
@@ -360,8 +370,10 @@ def produce(ctx: RoleContext, spec, schedule_s: list[float], event_type: str = "
                 break
             payload = {"order": seq, "pad": filler} if payload_bytes else {"order": seq}
             event = new_event(event_type, f"order-{seq % keys}", payload, producer=ctx.name, seq=seq)
-            trace.record(event)
             publisher.publish(event)
+            # Recorded once the transport accepted it (and after the clock-sensitive part):
+            # a publish that raises ends the role, and the trace never claims it was sent.
+            trace.record(event)
         publisher.flush()
     finally:
         publisher.close()
@@ -372,6 +384,8 @@ def consume(ctx: RoleContext, spec, group: str | None = None, receive_timeout_s:
             counters_every_s: float = 0.25, wait_for_assignment: bool = True) -> None:
     """Consumer role: receive until asked to stop, recording every delivery and its cost.
 
+    A clean stop (``Role.stop``) commits (Kafka) or acknowledges (Redis Streams) what was
+    received; after a SIGKILL (``Role.kill``) that is left undone, as in a real crash.
     With ``wait_for_assignment`` a Kafka consumer is ready only once it owns partitions;
     pass False for a member that may legitimately get none (more members than partitions).
     """
@@ -393,6 +407,15 @@ def consume(ctx: RoleContext, spec, group: str | None = None, receive_timeout_s:
                 trace.write_counters(subscriber.counters, received=received)
                 next_write = time.monotonic() + counters_every_s
     finally:
+        if ctx.stopping:
+            # A clean stop hands back what was processed (Kafka commit, Streams XACK), so
+            # a restart does not see it again; a SIGKILL never reaches this line.
+            for settle in ("commit", "ack"):
+                if hasattr(subscriber, settle):
+                    try:
+                        getattr(subscriber, settle)()
+                    except Exception as exc:  # the broker may be gone; then at-least-once applies
+                        print(f"{settle} on stop failed: {exc}", flush=True)
         trace.write_counters(subscriber.counters, received=received)
         subscriber.close()
         trace.close()

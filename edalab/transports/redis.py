@@ -219,7 +219,8 @@ class RedisPubSubSubscriber(Subscriber):
         if message is None or message["type"] != "message":
             return
         data = message["data"]
-        deliveries.append(Delivery(Event.from_bytes(data), self._now_ns()))
+        received_at_ns = self._now_ns()  # before parsing: delay is the transport's, not JSON's
+        deliveries.append(Delivery(Event.from_bytes(data), received_at_ns))
         self.counters.bytes_received += len(data)
 
     def close(self) -> None:
