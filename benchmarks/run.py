@@ -166,7 +166,7 @@ def _stream_raw_s(lab, events) -> float:
     return time.perf_counter() - t
 
 
-def harness_ratio(lab, count: int, rounds: int = 3) -> dict[str, float]:
+def harness_ratio(lab, count: int, rounds: int = 5) -> dict[str, float]:
     """Throughput through edalab / through the raw client, publish + receive of the same events.
 
     Raw and edalab alternate, ``rounds`` times each, and the best time of each counts,
@@ -187,7 +187,7 @@ def harness_ratio(lab, count: int, rounds: int = 3) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (about a minute)")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and events (about 4 minutes)")
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args()
     results: dict[str, float | bool] = {}
@@ -219,7 +219,7 @@ def main() -> int:
         results["polling_model_rel_error_by_interval"] = {
             f"{row.poll_interval_s * 1000:g}ms": float((row.latency_mean_ms - row.model_mean_ms) / row.model_mean_ms)
             for row in sweep.polling().itertuples()}
-        results.update(harness_ratio(lab, 2000 if args.quick else 10000))
+        results.update(harness_ratio(lab, 5000 if args.quick else 20000))
     results["redis_pubsub_p50_over_loopback"] = results["redis_pubsub_p50_us"] / results["loopback_rtt_p50_us"]
     results["redis_pubsub_p50_over_loopback_at_event_rate"] = (
         results["redis_pubsub_p50_us"] / results["loopback_rtt_at_event_rate_p50_us"])
