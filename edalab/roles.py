@@ -249,6 +249,17 @@ class Role:
         self._finish()
         return True
 
+    def finish(self, timeout_s: float) -> None:
+        """Wait for the role to end by itself; raise RoleError (with its log) if it does
+        not within ``timeout_s`` (it is then killed) or if it failed."""
+        if not self.join(timeout_s):
+            self.kill()
+            raise RoleError(f"Role {self.name!r} did not finish within {timeout_s:.0f} s (killed). "
+                            f"Its log ends:\n{self.log_tail()}")
+        if self.exitcode:
+            raise RoleError(f"Role {self.name!r} failed (exit code {self.exitcode}). "
+                            f"Its log ends:\n{self.log_tail()}")
+
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

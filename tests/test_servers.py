@@ -13,7 +13,6 @@ import time
 import psutil
 import pytest
 
-import edalab
 from edalab import BinaryNotFound, ConfigError, KafkaServer, PortInUse, RedisServer, ServerExited
 from edalab._wire import kafka_api_versions, redis_ping
 

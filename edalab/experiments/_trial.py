@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from edalab._errors import ExperimentError
 from edalab._recorder import Recorder
 from edalab.roles import Role, consume, produce
 
@@ -72,13 +71,7 @@ def run_trial(run_dir: Path, spec, schedule_s: list[float], *, consumers: int = 
         for role in [*consumer_roles, producer]:
             role.wait_ready()
         gate.touch()
-        last_s = schedule_s[-1] if schedule_s else 0.0
-        if not producer.join(last_s + 30.0):
-            raise ExperimentError(f"The producer did not finish within {last_s + 30:.0f} s. "
-                                  f"Its log ends:\n{producer.log_tail()}")
-        if producer.exitcode:
-            raise ExperimentError(f"The producer failed (exit code {producer.exitcode}). "
-                                  f"Its log ends:\n{producer.log_tail()}")
+        producer.finish(timeout_s=(schedule_s[-1] if schedule_s else 0.0) + 30.0)
         wait_for_receipts(recorder, names, len(schedule_s), settle_timeout_s, shared=group is not None)
     finally:
         if producer.alive:

@@ -735,12 +735,7 @@ def replay(lab, result: DowntimeResult, *, start: int | Literal["beginning"] = "
         for role in roles.values():
             role.wait_ready()
         for role in roles.values():
-            if not role.join(max_wait_s + 30.0):
-                raise ExperimentError(f"The replay reader did not finish. Its log ends:\n"
-                                      f"{role.log_tail()}")
-            if role.exitcode:
-                raise ExperimentError(f"The replay reader failed (exit code {role.exitcode}). "
-                                      f"Its log ends:\n{role.log_tail()}")
+            role.finish(timeout_s=max_wait_s + 30.0)
     finally:
         for role in roles.values():
             role.stop()

@@ -136,13 +136,7 @@ def _stop_all(roles: Sequence[Role]) -> None:
 
 def _run_producer(producer: Role, last_s: float) -> None:
     """Wait for a producer role to finish its schedule; raise with its log if it failed."""
-    if not producer.join(last_s + 30.0):
-        producer.kill()
-        raise ExperimentError(f"The producer did not finish within {last_s + 30:.0f} s. "
-                              f"Its log ends:\n{producer.log_tail()}")
-    if producer.exitcode:
-        raise ExperimentError(f"The producer failed (exit code {producer.exitcode}). "
-                              f"Its log ends:\n{producer.log_tail()}")
+    producer.finish(timeout_s=last_s + 30.0)
 
 
 def _partitions_of_events(lab, topic: str, expected: int, timeout_s: float = 10.0) -> dict[str, int]:
