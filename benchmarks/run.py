@@ -8,7 +8,9 @@ Measures, all on loopback in one run so the ratios compare like with like:
   (``loopback_rtt_p50_us``) and spaced like the experiment's events
   (``loopback_rtt_at_event_rate_p50_us``);
 * how fast the embedded servers answer after spawn (``kafka_ready_s``, ``redis_ready_s``);
-* each push path's delivery delay, p50 and p99 (``<method>_p50_us`` / ``_p99_us``);
+* each push path's delivery delay, p50 and p99 (``<method>_p50_us`` / ``_p99_us``),
+  and pub/sub with plain redis-py on both ends as its baseline
+  (``redis_pubsub_raw_client_p50_us``);
 * polling's mean delay against the model interval/2 + RTT for 20 ms .. 1 s
   (``polling_model_max_rel_error``);
 * throughput through edalab's publisher/subscriber against the raw client doing the
@@ -73,6 +75,49 @@ def loopback_rtt_us(rounds: int, rate_per_s: float | None = None) -> float:
         return float(np.median(times))
     finally:
         server.kill()
+
+
+RAW_SUBSCRIBER = """
+import sys, time, redis
+r = redis.Redis.from_url(sys.argv[1], socket_timeout=30)
+p = r.pubsub(ignore_subscribe_messages=True)
+p.subscribe(sys.argv[2])
+p.get_message(timeout=5)
+print("ready", flush=True)
+delays = []
+while len(delays) < int(sys.argv[3]):
+    m = p.get_message(timeout=5.0)
+    if m is None:
+        break
+    if m["type"] == "message":
+        delays.append(time.time_ns() - int(m["data"]))
+print(" ".join(map(str, delays)), flush=True)
+"""
+
+
+def raw_redis_pubsub_p50_us(redis_url: str, count: int, rate_per_s: float) -> float:
+    """Pub/sub delay with plain redis-py on both ends (no edalab), events spaced at ``rate_per_s``.
+
+    The baseline for edalab's pub/sub path: same server, same client library, same
+    traffic pattern, nothing of edalab's (no envelope, no traces, no roles).
+    """
+    import redis
+
+    from edalab.roles import poisson_schedule_s
+
+    channel = f"raw-{uuid.uuid4().hex[:6]}"
+    sub = subprocess.Popen([sys.executable, "-c", RAW_SUBSCRIBER, redis_url, channel, str(count)],
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        sub.stdout.readline()
+        client = redis.Redis.from_url(redis_url, socket_timeout=10)
+        for gap in np.diff([0.0, *poisson_schedule_s(count, rate_per_s, seed=5)]):
+            time.sleep(gap)
+            client.publish(channel, str(time.time_ns()))
+        delays_us = np.array(sub.stdout.readline().split(), dtype=float) / 1000
+        return float(np.median(delays_us))
+    finally:
+        sub.kill()
 
 
 def server_ready_s() -> dict[str, float]:
@@ -209,6 +254,8 @@ def main() -> int:
             name = row["method"].replace("-", "_")
             results[f"{name}_p50_us"] = row["latency_p50_ms"] * 1000
             results[f"{name}_p99_us"] = row["latency_p99_ms"] * 1000
+        results["redis_pubsub_raw_client_p50_us"] = raw_redis_pubsub_p50_us(
+            lab.redis_url, 100 if args.quick else 300, sweep_rate_per_s)
         # The polling model: enough events that sampling error stays a few percent even
         # at 1 s intervals (the standard error of the mean is 0.29 * interval / sqrt(n)).
         sweep = polling_vs_push(lab, poll_intervals_s=(0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
@@ -221,6 +268,8 @@ def main() -> int:
             for row in sweep.polling().itertuples()}
         results.update(harness_ratio(lab, 5000 if args.quick else 20000))
     results["redis_pubsub_p50_over_loopback"] = results["redis_pubsub_p50_us"] / results["loopback_rtt_p50_us"]
+    results["redis_pubsub_p50_over_raw_client"] = (
+        results["redis_pubsub_p50_us"] / results["redis_pubsub_raw_client_p50_us"])
     results["redis_pubsub_p50_over_loopback_at_event_rate"] = (
         results["redis_pubsub_p50_us"] / results["loopback_rtt_at_event_rate_p50_us"])
     results["targets"] = {
