@@ -54,7 +54,7 @@ class KafkaClientDefaults:
 
     @classmethod
     def for_mode(cls, mode: str) -> "KafkaClientDefaults":
-        if mode == EMBEDDED or (mode == UP):
+        if mode in (EMBEDDED, UP):
             return cls(session_timeout_ms=2000, heartbeat_interval_ms=500, fetch_max_wait_ms=100)
         return cls(
             session_timeout_ms=setting(None, "EDALAB_KAFKA_SESSION_TIMEOUT_MS", 10000, positive_int),
@@ -220,12 +220,15 @@ class Lab:
 
     def kafka_admin(self, **config: Any):
         """A kafka-python KafkaAdminClient for this broker."""
+        return self._track(self._new_admin(**config))
+
+    def _new_admin(self, **config: Any):
         from kafka import KafkaAdminClient
 
         settings = dict(bootstrap_servers=self.kafka_bootstrap, client_id="edalab-admin",
                         bootstrap_timeout_ms=5000, request_timeout_ms=10000)
         settings.update(config)
-        return self._track(KafkaAdminClient(**settings))
+        return KafkaAdminClient(**settings)
 
     def create_topic(self, name: str | None = None, partitions: int = 1) -> str:
         """Create a topic (a fresh unique name when ``name`` is None) and return its name."""
@@ -235,14 +238,13 @@ class Lab:
         if not isinstance(partitions, int) or partitions < 1:
             raise ConfigError(f"partitions must be a positive integer, not {partitions!r}")
         name = name or f"edalab-{uuid.uuid4().hex[:10]}"
-        admin = self.kafka_admin()
+        admin = self._new_admin()  # short-lived: closed here, not handed out
         try:
             admin.create_topics([NewTopic(name, partitions, 1)])
         except TopicAlreadyExistsError:
             pass
         finally:
             admin.close()
-            self._clients.remove(admin)
         return name
 
     def redis(self, **config: Any):

@@ -560,6 +560,11 @@ class Recorder:
         merged = {**(_read_json(path) or {}), **values, "role": role}
         _write_json_atomically(path, merged)
 
+    def role_stats(self, role: str) -> dict[str, Any]:
+        """What ``stats-<role>.json`` holds (empty when the role wrote none)."""
+        _check_role(role)
+        return _read_json(self.run_dir / f"stats-{role}.json") or {}
+
     # -- reading (in the parent, afterwards or live)
 
     def produced(self) -> pd.DataFrame:

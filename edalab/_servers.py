@@ -163,7 +163,6 @@ class ServerProcess:
         self.requested_port = port
         self.port: int | None = port
         self.start_timeout_s = start_timeout_s
-        self._own_log_dir = log_dir is None
         self.log_dir = Path(log_dir) if log_dir else None
         self.process: subprocess.Popen | None = None
         self._lock = threading.Lock()

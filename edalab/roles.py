@@ -299,10 +299,7 @@ class Role:
         self._done = True
         self._close_ready_pipe()
         if self._cpu_last_s == 0.0:  # it ended by itself: its own last number is the best one
-            own = self.recorder.counters()
-            row = own[own["role"] == self.name] if "role" in own else own.iloc[0:0]
-            if len(row) and "own_cpu_s" in row and row["own_cpu_s"].notna().any():
-                self._cpu_last_s = float(row["own_cpu_s"].iloc[0])
+            self._cpu_last_s = float(self.recorder.role_stats(self.name).get("own_cpu_s", 0.0))
         self._cpu_done_s += self._cpu_last_s
         self._cpu_last_s = 0.0
         # The owner's number wins over the role's own: a killed role never wrote one.

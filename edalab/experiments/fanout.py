@@ -80,6 +80,16 @@ def _run_root(run_dir: str | Path | None, prefix: str) -> Path:
     return Path(run_dir or tempfile.mkdtemp(prefix=f"edalab-{prefix}-"))
 
 
+def _kitchen_workers(lab, partitions: int, members: int):
+    """A fresh topic and group for the kitchen workers: (topic, spec, group, member names)."""
+    from edalab.transports.kafka import KafkaSpec
+
+    tag = uuid.uuid4().hex[:8]
+    topic = lab.create_topic(f"orders-to-cook-{tag}", partitions=partitions)
+    names = [f"worker-{i}" for i in range(1, members + 1)]
+    return topic, KafkaSpec.for_lab(lab, topic), f"kitchen-workers-{tag}", names
+
+
 def _start_all(roles: Sequence[Role]) -> None:
     """Start role processes side by side (each takes ~0.5 s to import), then wait."""
     for role in roles:
@@ -327,19 +337,14 @@ def competing_consumers(lab, *, members: int = 3, partitions: int = 3, events: i
         seed: the random arrival times repeat with the same seed.
         run_dir: where role traces go (a temporary folder by default).
     """
-    from edalab.transports.kafka import KafkaSpec
 
     quick = quick_mode(quick)
     events = events or (40 if quick else 150)
     if members < 1 or partitions < 1 or events < 1 or rate_per_s <= 0 or keys < 1:
         raise ConfigError("members, partitions, events, rate_per_s and keys must be positive.")
     root = _run_root(run_dir, "competing")
-    tag = uuid.uuid4().hex[:8]
     recorder = Recorder(root)
-    topic = lab.create_topic(f"orders-to-cook-{tag}", partitions=partitions)
-    spec = KafkaSpec.for_lab(lab, topic)
-    group = f"kitchen-workers-{tag}"
-    names = [f"worker-{i}" for i in range(1, members + 1)]
+    topic, spec, group, names = _kitchen_workers(lab, partitions, members)
     schedule = poisson_schedule_s(events, rate_per_s, seed)
     # A member beyond the partition count never gets one: do not wait for it.
     workers = [Role(n, consume, recorder, spec=spec, group=group,
@@ -472,7 +477,6 @@ def rebalance(lab, *, members: int = 2, partitions: int = 3, rate_per_s: float =
         quick: the short CI version (default ``$EDALAB_QUICK``).
         run_dir: where role traces go (a temporary folder by default).
     """
-    from edalab.transports.kafka import KafkaSpec
 
     quick = quick_mode(quick)
     duration_s = duration_s or (6.5 if quick else 15.0)
@@ -487,12 +491,8 @@ def rebalance(lab, *, members: int = 2, partitions: int = 3, rate_per_s: float =
     if any(not 0 < at < duration_s for at, _ in plan):
         raise ConfigError(f"join_at_s and leave_at_s must lie inside (0, {duration_s}).")
     root = _run_root(run_dir, "rebalance")
-    tag = uuid.uuid4().hex[:8]
     recorder = Recorder(root)
-    topic = lab.create_topic(f"orders-to-cook-{tag}", partitions=partitions)
-    spec = KafkaSpec.for_lab(lab, topic)
-    group = f"kitchen-workers-{tag}"
-    names = [f"worker-{i}" for i in range(1, members + 1)]
+    topic, spec, group, names = _kitchen_workers(lab, partitions, members)
     workers = [Role(n, consume, recorder, spec=spec, group=group) for n in names]
     # The newcomer is ready once the rebalance gave it partitions (if any are left for it).
     newcomer = Role(f"worker-{members + 1}", consume, recorder, spec=spec, group=group,

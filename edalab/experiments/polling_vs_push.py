@@ -139,12 +139,8 @@ def polling_vs_push(lab, *, poll_intervals_s: Sequence[float] | None = None,
     schedule = poisson_schedule_s(events, rate_per_s, seed)
     tag = uuid.uuid4().hex[:8]
 
-    trials: list[tuple[str, float, object]] = []
-    for method in methods:
-        if method == POLL_METHOD:
-            trials += [(method, i, None) for i in intervals]
-        else:
-            trials.append((method, float("nan"), None))
+    trials = [(method, interval) for method in methods
+              for interval in (intervals if method == POLL_METHOD else (float("nan"),))]
 
     from tqdm.auto import tqdm
 
@@ -162,7 +158,7 @@ def polling_vs_push(lab, *, poll_intervals_s: Sequence[float] | None = None,
             service.start()
             rtt_ms = _http_rtt_ms(base_url, rate_per_s)
         bar = tqdm(trials, desc="polling vs push", disable=not progress, leave=False)
-        for method, interval, _ in bar:
+        for method, interval in bar:
             bar.set_postfix_str(method if np.isnan(interval) else f"{method} {interval * 1000:g} ms")
             name = method if np.isnan(interval) else f"{method}-{interval * 1000:g}ms"
             if method == POLL_METHOD:

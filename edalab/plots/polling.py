@@ -40,6 +40,17 @@ def latency_vs_interval(result, ax=None):
     return ax
 
 
+def _per_method_axes(result, ax):
+    """Axes with one x position per summary row (method, or poll interval), labelled."""
+    import numpy as np
+
+    ax = _axes(ax)
+    s = result.summary
+    x = np.arange(len(s))
+    ax.set_xticks(x, [_label(r) for _, r in s.iterrows()], rotation=35, ha="right")
+    return ax, s, x
+
+
 def _label(row) -> str:
     import math
 
@@ -50,15 +61,10 @@ def _label(row) -> str:
 
 def requests_per_event(result, ax=None):
     """Requests and empty responses per delivered event, per method (notebook 02)."""
-    import numpy as np
 
-    ax = _axes(ax)
-    s = result.summary
-    labels = [_label(r) for _, r in s.iterrows()]
-    x = np.arange(len(s))
+    ax, s, x = _per_method_axes(result, ax)
     ax.bar(x - 0.2, s["requests_per_event"], 0.4, label="requests per event", color="tab:gray")
     ax.bar(x + 0.2, s["empty_per_event"], 0.4, label="empty responses per event", color="tab:red")
-    ax.set_xticks(x, labels, rotation=35, ha="right")
     ax.set_yscale("symlog", linthresh=1)
     ax.set_ylabel("per delivered event")
     ax.set_title("What does it cost to learn about one event?")
@@ -70,17 +76,13 @@ def cpu_per_role(result, ax=None):
     """CPU seconds of consumer, producer and HTTP service per method (notebook 02)."""
     import numpy as np
 
-    ax = _axes(ax)
-    s = result.summary
-    labels = [_label(r) for _, r in s.iterrows()]
-    x = np.arange(len(s))
+    ax, s, x = _per_method_axes(result, ax)
     bottom = np.zeros(len(s))
     for column, color in (("consumer_cpu_s", "tab:blue"), ("service_cpu_s", "tab:orange"),
                           ("producer_cpu_s", "tab:green")):
         values = s[column].fillna(0).to_numpy()
         ax.bar(x, values, 0.6, bottom=bottom, label=column.replace("_cpu_s", ""), color=color)
         bottom += values
-    ax.set_xticks(x, labels, rotation=35, ha="right")
     ax.set_ylabel("CPU seconds for the whole run")
     ax.set_title("Who burns CPU?")
     ax.legend(fontsize=8)
