@@ -19,13 +19,16 @@ import json
 import os
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from edalab._config import positive_float, positive_int, setting, state_dir
 from edalab._errors import ConfigError, KafkaUnavailable, RedisUnavailable
 from edalab._servers import KafkaServer, RedisServer, port_in_use
 from edalab._wire import kafka_api_versions, kafka_metadata_brokers, parse_host_port, redis_ping
+
+if TYPE_CHECKING:
+    from edalab.transports import TransportSpec
 
 __all__ = ["Lab", "start", "KafkaClientDefaults", "read_up_state", "check_kafka", "check_redis"]
 
@@ -246,6 +249,36 @@ class Lab:
         finally:
             admin.close()
         return name
+
+    def transport(self, name: str, *, topic: str | None = None, **options: Any) -> "TransportSpec":
+        """Open the transport ``name`` on this lab's servers and return its spec.
+
+        ``name`` is ``"kafka"``, ``"redis-stream"`` or ``"redis-pubsub"``
+        (``edalab.transports.describe_transports()`` lists them with what each
+        promises). ``topic`` names the Kafka topic, Redis stream or channel; by
+        default a fresh unique one, so runs do not see each other's events. Other
+        keyword arguments set the spec's fields, e.g. ``max_poll_records=50`` or
+        ``commit_each_receive=False`` (Kafka), ``ack=False`` (Redis Streams), and
+        ``partitions=3`` for a Kafka topic created here (an existing one is kept).
+
+        The HTTP transport needs a running event service, so it is opened with
+        ``edalab.transports.EventServiceSpec(url, mode=...)`` instead.
+
+        Raises:
+            ConfigError: unknown ``name``, or an option the spec does not have.
+        """
+        from edalab.transports import TRANSPORTS
+
+        spec_class = TRANSPORTS.get(name)
+        if spec_class is None:
+            raise ConfigError(
+                f"No transport named {name!r}; lab.transport knows {', '.join(map(repr, TRANSPORTS))}. "
+                f"For HTTP, start an event service and use EventServiceSpec(url, mode=...).")
+        try:
+            return spec_class.from_lab(self, topic or f"edalab-{uuid.uuid4().hex[:10]}", **options)
+        except TypeError as exc:  # an option the spec has no field for
+            raise ConfigError(f"lab.transport({name!r}, ...): {exc}. See help({spec_class.__name__}) "
+                              f"for its fields.") from exc
 
     def redis(self, **config: Any):
         """A redis-py client (decoded strings off; explicit timeouts)."""

@@ -14,10 +14,11 @@ import time
 import httpx
 import pytest
 
-from edalab._errors import ConfigError, PortInUse, ServiceUnavailable
+from edalab._errors import ConfigError, ExperimentError, PortInUse, ServiceUnavailable
 from edalab._events import new_event
 from edalab.transports.http import (
     BackgroundServer,
+    EventServiceSpec,
     HttpPublisher,
     LongPollingSubscriber,
     PollingSubscriber,
@@ -26,6 +27,7 @@ from edalab.transports.http import (
     event_service_app,
     webhook_receiver_app,
 )
+from edalab.transports.http._restaurant import order_status_route
 
 N_EVENTS = 50
 COLLECT_TIMEOUT_S = 5.0
@@ -211,18 +213,53 @@ def test_webhook_retries_a_failing_receiver(service):
     assert [d.event for d in received] == events
 
 
-def test_order_lookup_answers_the_latest_status(service):
-    with HttpPublisher(service.url, timeout_s=2.0) as publisher:
-        publisher.publish(new_event("order.placed", "42", producer="test"))
-        publisher.publish(new_event("order.ready", "42", producer="test"))
-        assert publisher.last_position == 1
-    found = httpx.get(service.url + "/orders/42", timeout=2.0)
-    assert found.status_code == 200
-    assert found.json()["status"] == "order.ready"
-    missing = httpx.get(service.url + "/orders/nope", timeout=2.0)
-    assert missing.status_code == 404
-    assert missing.json()["status"] == "unknown"
-    assert _stats(service)["requests"]["orders_lookups"] == 2
+def test_order_lookup_answers_the_latest_status():
+    app = event_service_app(extra_routes=[order_status_route])
+    with BackgroundServer(app) as service:
+        with HttpPublisher(service.url, timeout_s=2.0) as publisher:
+            publisher.publish(new_event("order.placed", "42", producer="test"))
+            publisher.publish(new_event("order.ready", "42", producer="test"))
+            assert publisher.last_position == 1
+        found = httpx.get(service.url + "/orders/42", timeout=2.0)
+        assert found.status_code == 200
+        assert found.json()["status"] == "order.ready"
+        assert found.json()["position"] == 1
+        missing = httpx.get(service.url + "/orders/nope", timeout=2.0)
+        assert missing.status_code == 404
+        assert missing.json()["status"] == "unknown"
+        assert _stats(service)["requests"]["orders_lookups"] == 2
+
+
+def test_the_generic_event_service_has_no_restaurant_route(service):
+    assert httpx.get(service.url + "/orders/42", timeout=2.0).status_code == 404
+    assert "orders_lookups" not in _stats(service)["requests"]
+
+
+def test_event_service_spec_capabilities_match_behaviour(service):
+    """Reading modes keep a position in the in-memory log: durable and replayable;
+    a webhook gets only what is posted while it is registered and cannot replay."""
+    events = _publish(service, 5)  # nobody subscribed yet
+    for mode in ("poll", "long-poll", "sse"):
+        spec = EventServiceSpec(service.url, mode=mode, poll_interval_s=0.05)
+        assert spec.capabilities.durable and spec.capabilities.replay
+        assert not spec.capabilities.groups
+        with spec.replayer("beginning") as reader:
+            assert [d.event for d in _collect(reader, 5)] == events
+        with spec.replayer(3) as reader:
+            assert [d.event for d in _collect(reader, 2)] == events[3:]
+        with spec.subscriber() as live:  # after=None: only what comes from now on
+            live.wait_ready(1.0)
+            assert live.receive(0.2) == []
+            live.commit()  # nothing to hand back over HTTP; must not fail
+            assert live.take_over_pending() == []
+    webhook = EventServiceSpec(service.url, mode="webhook")
+    assert not webhook.capabilities.durable and not webhook.capabilities.replay
+    with pytest.raises(ExperimentError, match="webhook"):
+        webhook.replayer("beginning")
+    with webhook.subscriber() as hook:
+        assert hook.receive(0.5) == []  # events posted before the subscription never come
+        later = _publish(service, 2)
+        assert [d.event for d in _collect(hook, 2)] == later
 
 
 def test_stop_is_prompt_with_open_stream_and_long_poll():

@@ -8,7 +8,8 @@ subscribers are consumer-group members:
 * ``spec.subscriber("billing")`` twice: the two *compete*, each gets some partitions;
 * ``spec.subscriber()`` (no group): a fresh group per subscriber, so each gets
   *every* event (fan-out);
-* ``sub.assign_and_seek("beginning")``: read the topic again from an offset (replay).
+* ``spec.replayer("beginning")``: a reader outside any group that reads the topic
+  again from an offset (replay).
 
 Kafka is a pull transport: the client asks the broker (Fetch requests) and the
 broker answers, with records or empty-handed after ``fetch_max_wait_ms``. The
@@ -29,7 +30,7 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kafka_errors
@@ -38,7 +39,15 @@ from kafka.structs import OffsetAndMetadata
 
 from edalab._errors import ConfigError, KafkaUnavailable
 from edalab._events import Event
-from edalab.transports._base import Delivery, Publisher, Subscriber, TransportSpec
+from edalab.transports._base import (
+    Capabilities,
+    Delivery,
+    Publisher,
+    ReplayStart,
+    Subscriber,
+    TransportSpec,
+    check_replay_start,
+)
 
 if TYPE_CHECKING:
     from edalab._lab import Lab
@@ -98,6 +107,9 @@ class KafkaSpec(TransportSpec):
     max_poll_records: int = 500
 
     kind = "kafka"
+    # A partitioned log kept on the broker: groups compete for partitions, readers
+    # seek anywhere, and a key always lands in one partition (so keeps its order).
+    capabilities = Capabilities(durable=True, groups=True, replay=True, key_ordering=True)
 
     def __post_init__(self) -> None:
         if not isinstance(self.bootstrap, str) or not self.bootstrap.strip():
@@ -141,6 +153,13 @@ class KafkaSpec(TransportSpec):
         fields.update(overrides)
         return cls(**fields)
 
+    @classmethod
+    def from_lab(cls, lab: "Lab", name: str, *, partitions: int = 1,
+                 **overrides: Any) -> "KafkaSpec":
+        """Create topic ``name`` with ``partitions`` on ``lab`` (kept if it exists) and
+        return its spec; keyword arguments override fields (see :meth:`for_lab`)."""
+        return cls.for_lab(lab, lab.create_topic(name, partitions=partitions), **overrides)
+
     def with_topic(self, topic: str) -> "KafkaSpec":
         """The same settings for another topic."""
         return replace(self, topic=topic)
@@ -151,6 +170,22 @@ class KafkaSpec(TransportSpec):
     def subscriber(self, group: str | None = None) -> "KafkaSubscriber":
         """A member of consumer group ``group``; ``None`` makes a fresh group (fan-out)."""
         return KafkaSubscriber(self, group)
+
+    def replayer(self, start: ReplayStart = "beginning") -> "KafkaSubscriber":
+        """A reader outside any group, assigned every partition and seeked to ``start``.
+
+        ``start`` is ``"beginning"`` or an offset applied to *every* partition (on a
+        one-partition topic: skip the first *n* events). It joins no group, so it is
+        ready at once and :meth:`KafkaSubscriber.commit` does nothing.
+        """
+        check_replay_start(start)
+        subscriber = KafkaSubscriber(self, None)
+        try:
+            subscriber.assign_and_seek(start)
+        except BaseException:
+            subscriber.close()
+            raise
+        return subscriber
 
 
 def _unavailable(spec: KafkaSpec, exc: BaseException) -> KafkaUnavailable:
@@ -310,7 +345,7 @@ class KafkaSubscriber(Subscriber):
 
     ``receive(timeout_s)`` is one ``KafkaConsumer.poll(timeout_ms=...)``. The first
     ``receive()`` also joins the group, which takes about 1 s on the embedded Tansu
-    (:meth:`wait_for_assignment` does that up front). While the group (re)balances,
+    (:meth:`wait_ready` does that up front). While the group (re)balances,
     ``receive()`` waits for the join to finish (at most ``session_timeout_ms``)
     before polling, even beyond ``timeout_s``: kafka-python 3.0.12 loses a join that
     completes between two polls, so two members polled in turn from one thread
@@ -357,7 +392,7 @@ class KafkaSubscriber(Subscriber):
         self.group = group if group is not None else f"edalab-fanout-{uuid.uuid4().hex[:12]}"
         self.commit_failures = 0
         self._uncommitted: _Offsets = {}
-        # Events polled by wait_for_assignment(), handed out by the next receive().
+        # Events polled by wait_ready(), handed out by the next receive().
         self._buffered: list[Delivery] = []
         self._buffered_offsets: _Offsets = {}
         self._manual = False
@@ -443,11 +478,12 @@ class KafkaSubscriber(Subscriber):
             self.counters.requests = self._polls
             self.counters.empty_responses = self._empty_polls
 
-    def wait_for_assignment(self, timeout_s: float = 10.0) -> set[int]:
-        """Join the group now and return this member's partitions.
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        """Join the group now: return once this member owns partitions.
 
         Events that arrive meanwhile are kept for the next ``receive()``. Use it
-        before a timing measurement, so the ~1 s join is not counted as delay.
+        before a timing measurement, so the ~1 s join is not counted as delay. A
+        replayer (:meth:`KafkaSpec.replayer`) owns its partitions already.
 
         Raises:
             KafkaUnavailable: no partition was assigned within ``timeout_s`` (the
@@ -465,6 +501,11 @@ class KafkaSubscriber(Subscriber):
             deliveries, offsets = self._poll(min(remaining_s, 0.1))
             self._buffered += deliveries
             self._buffered_offsets.update(offsets)
+
+    # kept for callers not yet ported (use wait_ready())
+    def wait_for_assignment(self, timeout_s: float = 10.0) -> set[int]:
+        """:meth:`wait_ready`, then this member's partitions."""
+        self.wait_ready(timeout_s)
         return self.assignment()
 
     def assignment(self) -> set[int]:
@@ -475,8 +516,9 @@ class KafkaSubscriber(Subscriber):
     def commit(self) -> None:
         """Commit the offsets after every event returned so far (a synchronous request).
 
-        Does nothing after :meth:`assign_and_seek` (a replay reader has no group
-        position to keep).
+        Does nothing on a replayer (:meth:`KafkaSpec.replayer`): it has no group
+        position to keep. :meth:`take_over_pending` is not needed on Kafka: a group
+        member starts from the group's committed offset by itself.
         """
         if self._manual or not self._uncommitted:
             return
@@ -521,16 +563,14 @@ class KafkaSubscriber(Subscriber):
                 lags[tp.partition] = highwater - position
         return lags
 
-    def assign_and_seek(self, offset: int | Literal["beginning"] = "beginning") -> set[int]:
+    def assign_and_seek(self, offset: ReplayStart = "beginning") -> set[int]:
         """Stop being a group member; read every partition from ``offset`` (replay).
 
         ``offset`` is ``"beginning"`` or an offset applied to every partition. Meant
-        for fan-out subscribers (``spec.subscriber()``); afterwards :meth:`commit`
-        does nothing. Returns the partitions now read.
+        for fan-out subscribers; :meth:`KafkaSpec.replayer` is the usual way in.
+        Afterwards :meth:`commit` does nothing. Returns the partitions now read.
         """
-        if not (offset == "beginning" or (isinstance(offset, int) and not isinstance(offset, bool)
-                                          and offset >= 0)):
-            raise ConfigError(f"offset must be 'beginning' or an offset >= 0, not {offset!r}.")
+        check_replay_start(offset)
         partitions = self._consumer.partitions_for_topic(self.spec.topic)
         if not partitions:
             raise KafkaUnavailable(f"Topic {self.spec.topic!r} has no partitions at "
@@ -548,10 +588,6 @@ class KafkaSubscriber(Subscriber):
             for tp in tps:
                 self._consumer.seek(tp, offset)
         return set(partitions)
-
-    def seek_to_beginning(self) -> set[int]:
-        """Same as ``assign_and_seek("beginning")``."""
-        return self.assign_and_seek("beginning")
 
     def metrics(self) -> dict[str, dict[str, float]]:
         """kafka-python's consumer metrics (with edalab's ``fetch-total``), by group."""

@@ -8,8 +8,9 @@ Notebooks 01-04 set the two side by side with Kafka:
   groups and no acknowledgements.
 * :class:`RedisStreamSpec`: ``XADD`` appends to a stream that keeps events;
   consumer groups read with ``XREADGROUP``, members of one group compete, and an
-  event stays *pending* until ``XACK``; a dead member's pending events can be
-  taken over (``XAUTOCLAIM``).
+  event stays *pending* until ``XACK`` (``commit()``); a dead member's pending
+  events can be taken over (``take_over_pending()``, i.e. ``XAUTOCLAIM``), and
+  ``spec.replayer(start)`` reads the stream again from any position.
 
 Clients are redis-py with RESP2, explicit socket timeouts and no health-check
 pings (they would count as traffic). Event bodies are :meth:`edalab.Event.to_bytes`,
@@ -36,7 +37,15 @@ import redis
 
 from edalab._errors import ConfigError, ExperimentError, RedisUnavailable
 from edalab._events import Event
-from edalab.transports._base import Delivery, Publisher, Subscriber, TransportSpec
+from edalab.transports._base import (
+    Capabilities,
+    Delivery,
+    Publisher,
+    ReplayStart,
+    Subscriber,
+    TransportSpec,
+    check_replay_start,
+)
 
 if TYPE_CHECKING:
     from edalab._lab import Lab
@@ -113,6 +122,9 @@ class RedisPubSubSpec(TransportSpec):
     request_timeout_s: float = 10.0
 
     kind = "redis-pubsub"
+    # Redis pushes each PUBLISH to the connections subscribed at that moment and keeps
+    # nothing; one connection receives in publish order, so one key stays in order.
+    capabilities = Capabilities(durable=False, groups=False, replay=False, key_ordering=True)
 
     def __post_init__(self) -> None:
         _check_url(self.url)
@@ -245,7 +257,7 @@ class RedisStreamSpec(TransportSpec):
         trim_approximately: trim with ``MAXLEN ~`` (cheaper; Redis trims whole
             internal nodes, so the stream may stay somewhat longer than ``maxlen``).
         ack: each ``receive()`` first acknowledges (XACK) what the previous
-            ``receive()`` returned; with False only :meth:`RedisStreamSubscriber.ack`
+            ``receive()`` returned; with False only :meth:`RedisStreamSubscriber.commit`
             does, and the entries stay pending.
         max_block_ms: longest one ``XREADGROUP BLOCK`` waits; a longer
             ``receive()`` makes several reads. The socket timeout is set above it.
@@ -261,6 +273,9 @@ class RedisStreamSpec(TransportSpec):
     request_timeout_s: float = 10.0
 
     kind = "redis-stream"
+    # One append-only stream: every group reads it in id order (so every key in order),
+    # members of a group compete, and a group can be created at any entry id.
+    capabilities = Capabilities(durable=True, groups=True, replay=True, key_ordering=True)
 
     def __post_init__(self) -> None:
         _check_url(self.url)
@@ -292,6 +307,25 @@ class RedisStreamSpec(TransportSpec):
         stream, including events added before it existed.
         """
         return RedisStreamSubscriber(self, group)
+
+    def replayer(self, start: ReplayStart = "beginning") -> "RedisStreamSubscriber":
+        """A reader of the whole stream from ``start``, in a temporary group of its own.
+
+        ``start`` is ``"beginning"`` or *n*: the group is created at the id of entry
+        *n - 1* (``XRANGE ... COUNT n``), so it reads entries *n*, *n + 1*, ...; past
+        the end of the stream it reads only new entries. The group is destroyed on
+        ``close()``.
+        """
+        check_replay_start(start)
+        start_id: bytes | str = "0"
+        if start != "beginning" and start > 0:
+            with _redis_errors(self.url), contextlib.closing(
+                    _client(self.url, self.request_timeout_s)) as client:
+                entries = client.xrange(self.stream, count=start)
+            # The group starts *after* this id, i.e. at entry number ``start``.
+            start_id = entries[-1][0] if len(entries) == start else "$"
+        return RedisStreamSubscriber(self, None, start_id=start_id,
+                                     group_prefix="edalab-replay")
 
 
 class RedisStreamPublisher(Publisher):
@@ -327,9 +361,9 @@ class RedisStreamSubscriber(Subscriber):
     ``BLOCK 0`` would wait forever). Acknowledging: the caller asking for more is
     taken as the sign that it finished what it got, so with ``spec.ack`` each
     ``receive()`` first XACKs what the previous one returned, in the same round trip
-    (pipelined). :meth:`ack` acknowledges everything returned so far. :meth:`close`
+    (pipelined). :meth:`commit` acknowledges everything returned so far. :meth:`close`
     does not acknowledge: what the last ``receive()`` returned stays pending, as
-    after a crash, and another member can take it over with :meth:`claim_stale`.
+    after a crash, and another member can take it over with :meth:`take_over_pending`.
 
     Counters: ``requests`` counts XREADGROUP and XAUTOCLAIM calls (the XACKs ride
     along with them); ``empty_responses`` the XREADGROUPs that returned nothing.
@@ -337,22 +371,27 @@ class RedisStreamSubscriber(Subscriber):
     Attributes:
         group: the consumer group (a fresh ``edalab-fanout-...`` when none given).
         consumer: this member's name, unique per subscriber.
-        fan_out: True when the group was made for this subscriber alone; it is
-            destroyed on :meth:`close`.
+        fan_out: True when the group was made for this subscriber alone (fan-out or
+            replay); it is destroyed on :meth:`close`.
+
+    Args:
+        start_id: where a group created here starts (``"0"``: the whole stream).
+        group_prefix: name prefix of a group made for this subscriber alone.
     """
 
-    def __init__(self, spec: RedisStreamSpec, group: str | None = None) -> None:
+    def __init__(self, spec: RedisStreamSpec, group: str | None = None, *,
+                 start_id: bytes | str = "0", group_prefix: str = "edalab-fanout") -> None:
         super().__init__()
         self.spec = spec
         self.fan_out = group is None
-        self.group = group if group is not None else f"edalab-fanout-{uuid.uuid4().hex[:12]}"
+        self.group = group if group is not None else f"{group_prefix}-{uuid.uuid4().hex[:12]}"
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._unacked: list[bytes] = []
         # The socket must outwait the longest BLOCK, or redis-py reports a timeout.
         self._client = _client(spec.url, spec.max_block_ms / 1000 + spec.request_timeout_s)
         with _redis_errors(spec.url):
             try:
-                self._client.xgroup_create(spec.stream, self.group, id="0", mkstream=True)
+                self._client.xgroup_create(spec.stream, self.group, id=start_id, mkstream=True)
             except redis.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
@@ -402,14 +441,26 @@ class RedisStreamSubscriber(Subscriber):
             self._unacked.append(entry_id)
         return deliveries
 
-    def ack(self) -> int:
-        """XACK every entry returned so far; returns how many were acknowledged now."""
+    def commit(self) -> None:
+        """XACK every entry returned so far: they leave the group's pending list."""
         if not self._unacked:
-            return 0
+            return
         with _redis_errors(self.spec.url):
-            acked = int(self._client.xack(self.spec.stream, self.group, *self._unacked))
+            self._client.xack(self.spec.stream, self.group, *self._unacked)
         self._unacked.clear()
-        return acked
+
+    # kept for callers not yet ported (use commit())
+    ack = commit
+
+    def take_over_pending(self) -> list[Delivery]:
+        """Take over every entry of this group still pending at any member (XAUTOCLAIM).
+
+        Meant for a restart, when one member runs at a time: what is pending then
+        belongs to a killed predecessor. With several live members use
+        :meth:`claim_stale` with an idle time above their commit interval, or you
+        steal work still in progress.
+        """
+        return self.claim_stale(min_idle_ms=0)
 
     def pending(self) -> int:
         """Entries of this group delivered to some member and not yet acknowledged (XPENDING)."""
@@ -438,7 +489,8 @@ class RedisStreamSubscriber(Subscriber):
                     return deliveries
 
     def close(self) -> None:
-        """Disconnect without acknowledging; a fan-out subscriber's own group is destroyed."""
+        """Disconnect without acknowledging; a fan-out or replay subscriber's own group
+        is destroyed."""
         if self.fan_out:
             with contextlib.suppress(redis.RedisError):
                 self._client.xgroup_destroy(self.spec.stream, self.group)
