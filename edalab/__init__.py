@@ -5,10 +5,13 @@ The public surface notebooks use (everything else is private):
 * servers and clients: :func:`start`, :class:`Lab`, :class:`KafkaServer`, :class:`RedisServer`
 * notebook setup: :func:`check_environment`
 * events: :class:`Event`, :func:`new_event`
-* measuring: :class:`Recorder` (traces -> samples, summary), :class:`Role` (a process)
+* running experiments: :class:`Scenario` (roles, one start gate, a timeline, waiting),
+  :class:`Role` (one process running a body you wrote), :class:`Recorder` (traces ->
+  samples, summary), :class:`DeliveryWatcher` (what was delivered so far)
 * submodules: ``transports`` (Kafka, Redis, HTTP), ``roles``, ``experiments``,
   ``plots`` (charts), ``widgets`` (imported on demand: it needs ipywidgets),
-  ``exercises`` (checks for each notebook's exercise)
+  ``exercises`` (checks for each notebook's exercise), ``workloads`` (send schedules,
+  the restaurant's menu and order trace in data/)
 * errors: :class:`EdalabError` and its subclasses (tree in ``edalab._errors``)
 """
 
@@ -21,6 +24,7 @@ from edalab._errors import (
     PortInUse,
     RedisUnavailable,
     RoleError,
+    UnsendableRole,
     ServerError,
     ServerExited,
     ServerStartTimeout,
@@ -29,11 +33,12 @@ from edalab._errors import (
 from edalab._events import Event, new_event
 from edalab._lab import Lab, start
 from edalab._notebook import check_environment
-from edalab._recorder import Recorder
+from edalab._recorder import DeliveryWatcher, Recorder
+from edalab.harness import Run, Scenario
 from edalab._servers import KafkaServer, RedisServer
 from edalab.roles import Role
 
-_SUBMODULES = ("experiments", "exercises", "plots", "roles", "transports", "widgets")
+_SUBMODULES = ("experiments", "exercises", "plots", "roles", "transports", "widgets", "workloads")
 
 
 def __getattr__(name: str):
@@ -48,9 +53,9 @@ def __getattr__(name: str):
 __version__ = "0.1.0"
 
 __all__ = [
-    "start", "Lab", "check_environment", "Recorder", "Role",
-    "experiments", "exercises", "plots", "roles", "transports", "KafkaServer", "RedisServer", "Event", "new_event",
+    "start", "Lab", "check_environment", "Recorder", "Role", "Scenario", "Run", "DeliveryWatcher",
+    "experiments", "exercises", "plots", "roles", "transports", "workloads", "KafkaServer", "RedisServer", "Event", "new_event",
     "EdalabError", "ConfigError", "ServerError", "BinaryNotFound", "PortInUse", "ServerExited",
     "ServerStartTimeout", "ServiceUnavailable", "KafkaUnavailable", "RedisUnavailable",
-    "RoleError", "ExperimentError", "__version__",
+    "RoleError", "UnsendableRole", "ExperimentError", "__version__",
 ]
