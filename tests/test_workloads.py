@@ -15,19 +15,35 @@ import pytest
 
 import edalab
 from edalab import ConfigError, workloads
-from edalab.experiments.downtime import steady_schedule_s
-from edalab.experiments.waiter import restaurant_orders as waiter_restaurant_orders
-from edalab.roles import poisson_schedule_s
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
+
+
+# What the scattered schedules computed before edalab.workloads (roles.poisson_schedule_s,
+# downtime.steady_schedule_s, waiter.restaurant_orders), written out so the new module can
+# be checked to be a drop-in replacement even after the old functions are gone.
+def old_poisson_schedule_s(count, rate_per_s, seed=0):
+    return np.cumsum(np.random.default_rng(seed).exponential(1.0 / rate_per_s, size=count)).tolist()
+
+
+def old_steady_schedule_s(rate_per_s, duration_s):
+    return (np.arange(int(rate_per_s * duration_s)) / rate_per_s).tolist()
+
+
+def old_restaurant_orders(count, order_rate_per_s, cook_time_mean_s, seed=1, prefix="order"):
+    placed_s = old_poisson_schedule_s(count, order_rate_per_s, seed)
+    cook_s = np.random.default_rng(seed + 1000).uniform(0.5 * cook_time_mean_s, 1.5 * cook_time_mean_s,
+                                                        size=count)
+    return [dict(order=i, key=f"{prefix}-{i:03d}", placed_at_s=float(p), cook_s=float(c),
+                 ready_at_s=float(p + c)) for i, (p, c) in enumerate(zip(placed_s, cook_s))]
 
 
 # ------------------------------------------------------------------ schedules
 
 
 def test_poisson_is_the_old_schedule_and_has_the_asked_rate():
-    assert workloads.poisson(50, 7.0, seed=4) == poisson_schedule_s(50, 7.0, 4)
+    assert workloads.poisson(50, 7.0, seed=4) == old_poisson_schedule_s(50, 7.0, 4)
     times = workloads.poisson(20_000, 40.0, seed=1)
     gaps = np.diff([0.0, *times])
     assert (gaps > 0).all()
@@ -40,7 +56,7 @@ def test_poisson_is_the_old_schedule_and_has_the_asked_rate():
 def test_steady_is_evenly_spaced_in_a_half_open_window():
     assert workloads.steady(4, 1.0) == [0.0, 0.25, 0.5, 0.75]
     for rate_per_s, duration_s in ((4, 1.0), (20, 6.5), (30, 0.1), (3, 2.0)):
-        assert workloads.steady(rate_per_s, duration_s) == steady_schedule_s(rate_per_s, duration_s)
+        assert workloads.steady(rate_per_s, duration_s) == old_steady_schedule_s(rate_per_s, duration_s)
         assert len(workloads.steady(rate_per_s, duration_s)) == round(rate_per_s * duration_s)
     times = workloads.steady(3, 1.5)  # 4.5 slots: an event at 0, 1/3, 2/3, 1, 4/3 (all < 1.5)
     assert len(times) == 5 and max(times) < 1.5
@@ -61,7 +77,7 @@ def test_bursts_have_the_asked_shape():
 
 def test_restaurant_orders_are_the_waiters():
     for args in ((20, 5.0, 2.0, 3, "x"), (40, 4.0, 1.0, 1, "order")):
-        assert workloads.restaurant_orders(*args) == waiter_restaurant_orders(*args)
+        assert workloads.restaurant_orders(*args) == old_restaurant_orders(*args)
     orders = workloads.restaurant_orders(200, 4.0, 2.0, seed=5)
     assert all(1.0 <= o["cook_s"] <= 3.0 for o in orders)
     assert all(o["ready_at_s"] == pytest.approx(o["placed_at_s"] + o["cook_s"]) for o in orders)
