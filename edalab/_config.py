@@ -11,6 +11,8 @@ EDALAB_START_TIMEOUT_S           how long embedded servers may take to answer (2
 EDALAB_KAFKA_SESSION_TIMEOUT_MS  consumer-group session timeout for servers elsewhere
 EDALAB_KAFKA_HEARTBEAT_MS        consumer heartbeat interval for servers elsewhere
 EDALAB_STATE_DIR                 where ``edalab up`` keeps its state (~/.cache/edalab)
+EDALAB_RUNS_DIR                  where experiments keep their run folders (<state dir>/runs)
+EDALAB_KEEP_RUNS                 how many automatic run folders to keep (20)
 EDALAB_QUICK                     1: experiments run their short CI version
 =============================== ==========================================================
 """
@@ -25,7 +27,7 @@ from edalab._errors import ConfigError
 
 T = TypeVar("T")
 
-__all__ = ["setting", "state_dir", "quick_mode"]
+__all__ = ["setting", "state_dir", "runs_dir", "new_run_dir", "quick_mode"]
 
 
 def setting(value: T | None, env: str, default: T, parse: Callable[[str], T] = str) -> T:
@@ -59,6 +61,37 @@ def state_dir() -> Path:
     """Folder for ``edalab up``'s state file and server logs."""
     default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edalab"
     return Path(setting(None, "EDALAB_STATE_DIR", str(default)))
+
+
+def runs_dir() -> Path:
+    """The one folder where experiments keep their traces: ``$EDALAB_RUNS_DIR`` or
+    ``<state dir>/runs`` (``~/.cache/edalab/runs``). Printed by ``edalab doctor``."""
+    return Path(setting(None, "EDALAB_RUNS_DIR", str(state_dir() / "runs")))
+
+
+def new_run_dir(name: str) -> Path:
+    """A fresh folder ``<runs_dir>/<name>-<time>-<random>`` for one run, created now.
+
+    Automatic run folders are pruned to the newest ``EDALAB_KEEP_RUNS`` (20), so
+    runs do not pile up; pass ``run_dir=`` to an experiment to keep one for good
+    (folders elsewhere are never touched).
+    """
+    import shutil
+    import time
+    import uuid
+
+    root = runs_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    keep = setting(None, "EDALAB_KEEP_RUNS", 20, positive_int)
+    path = root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    path.mkdir()
+    (path / ".edalab-run").touch()  # marks folders that pruning may remove
+    runs = sorted((p for p in root.iterdir() if p.is_dir() and (p / ".edalab-run").exists()),
+                  key=lambda p: p.stat().st_mtime)
+    for old in runs[: max(0, len(runs) - keep)]:
+        if old != path:
+            shutil.rmtree(old, ignore_errors=True)
+    return path
 
 
 def quick_mode(quick: bool | None = None) -> bool:

@@ -13,6 +13,7 @@ Every message says what went wrong *and what to do next*::
      |    +-- KafkaUnavailable
      |    +-- RedisUnavailable
      +-- RoleError              a role process failed (see edalab.roles)
+     |    +-- UnsendableRole       its body or arguments cannot travel to its process
      +-- ExperimentError        an experiment could not run as asked
 """
 
@@ -30,6 +31,7 @@ __all__ = [
     "KafkaUnavailable",
     "RedisUnavailable",
     "RoleError",
+    "UnsendableRole",
     "ExperimentError",
 ]
 
@@ -76,6 +78,11 @@ class RedisUnavailable(ServiceUnavailable):
 
 class RoleError(EdalabError):
     """A role process (producer, consumer, service) failed or could not start."""
+
+
+class UnsendableRole(RoleError, TypeError):
+    """A role's body or one of its arguments cannot be sent to the role's own process
+    (it holds a socket, a lock, a lab...); the message names the object."""
 
 
 class ExperimentError(EdalabError):

@@ -13,6 +13,14 @@ Files in a run directory (one writer per file, so no locking between processes):
     received-<role>.csv   one row per event a consumer received    (ConsumerTrace)
     counters-<role>.json  a consumer's request/byte counters        (ConsumerTrace.write_counters)
     stats-<role>.json     per-role numbers from the process manager (Recorder.write_role_stats)
+    notes-<role>.jsonl    what a role said happened: commits, claims... (Recorder.note)
+    lifecycle.jsonl       what the owner did to roles: start, ready, kill... (Recorder.lifecycle)
+    table-<name>-<role>.csv  any other table a role keeps, e.g. lag readings (Recorder.table_writer)
+
+No experiment writes a file of its own next to these: everything goes through the
+Recorder, so one place knows what a run directory holds and how to read it back.
+:class:`DeliveryWatcher` follows the traces while a run goes on, reading only what
+is new, so waiting for "N events delivered" stays cheap at 100k events.
 
 CSV rows are flushed to the operating system after every row, so a SIGKILL loses
 at most the row being written; a reader drops an unterminated last line. JSON files
@@ -29,6 +37,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -49,6 +58,7 @@ __all__ = [
     "RECEIVED_COLUMNS",
     "SUMMARY_COLUMNS",
     "ConsumerTrace",
+    "DeliveryWatcher",
     "ProducerTrace",
     "Recorder",
     "TraceWriter",
@@ -606,3 +616,157 @@ class Recorder:
     def summary(self, groups: Sequence[str] | None = None) -> pd.DataFrame:
         """Per-group summary of this run; see :func:`summarize` for every column."""
         return summarize(self.produced(), self.received(), self.counters(), groups)
+
+
+    # -- notes, lifecycle and other tables: every other file a run writes
+
+    def note(self, role: str, what: str, **values: Any) -> None:
+        """Append one line ``{"what", "at_ns", **values}`` to ``notes-<role>.jsonl``.
+
+        Written by the role itself (``ctx.note`` in a role body): a commit, a claim of
+        pending work, a retry. Flushed at once, so a SIGKILL loses at most that line.
+        """
+        _check_role(role)
+        _append_jsonl(self.run_dir / f"notes-{role}.jsonl", {"what": what, "at_ns": time.time_ns(), **values})
+
+    def notes(self, role: str | None = None) -> pd.DataFrame:
+        """Every note (or one role's): columns ``role, what, at_ns`` plus the values given."""
+        pattern = f"notes-{_check_role(role)}.jsonl" if role else "notes-*.jsonl"
+        rows = [{"role": path.name[len("notes-"):-len(".jsonl")], **line}
+                for path in sorted(self.run_dir.glob(pattern)) for line in _read_jsonl(path)]
+        return _rows_table(rows, ["role", "what", "at_ns"])
+
+    def log_lifecycle(self, role: str, what: str, **values: Any) -> None:
+        """The owner's record of what it did to a role (``started``, ``ready``, ``killed``...).
+
+        Only the process that owns the roles writes ``lifecycle.jsonl`` (the
+        :class:`edalab.Scenario`), so the file has one writer like every other.
+        """
+        _check_role(role)
+        _append_jsonl(self.run_dir / "lifecycle.jsonl",
+                      {"role": role, "what": what, "at_ns": time.time_ns(), **values})
+
+    def lifecycle(self) -> pd.DataFrame:
+        """What the owner did to each role, in order: ``role, what, at_ns`` (+ values)."""
+        return _rows_table(_read_jsonl(self.run_dir / "lifecycle.jsonl"), ["role", "what", "at_ns"])
+
+    def table_writer(self, role: str, name: str, columns: Sequence[str]) -> TraceWriter:
+        """A crash-safe CSV writer for ``table-<name>-<role>.csv`` (one writer per role)."""
+        _check_role(role)
+        _check_role(name)
+        return TraceWriter(self.run_dir / f"table-{name}-{role}.csv", ["role", *columns])
+
+    def table(self, name: str) -> pd.DataFrame:
+        """Every role's rows of table ``name``, with a ``role`` column; numbers parsed."""
+        _check_role(name)
+        tables = []
+        for path in sorted(self.run_dir.glob(f"table-{name}-*.csv")):
+            data = path.read_bytes()
+            data = data[: data.rfind(b"\n") + 1]
+            if data.count(b"\n") > 1:
+                tables.append(pd.read_csv(io.BytesIO(data), keep_default_na=False, na_values=[""]))
+        return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["role"])
+
+    def watch(self) -> "DeliveryWatcher":
+        """A :class:`DeliveryWatcher` on this run directory (reads only what is new)."""
+        return DeliveryWatcher(self.run_dir)
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    line = json.dumps(record, sort_keys=True, default=str) + "\n"
+    # One write call per line with O_APPEND: a line is never interleaved or half there
+    # unless the writer was killed inside this call (the reader skips such a line).
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")[:-1]  # the last piece is unterminated
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def _rows_table(rows: list[dict[str, Any]], first: Sequence[str]) -> pd.DataFrame:
+    table = pd.DataFrame(rows)
+    for name in first:
+        if name not in table.columns:
+            table[name] = pd.Series(dtype="int64" if name == "at_ns" else object)
+    rest = [c for c in table.columns if c not in first]
+    return table[[*first, *rest]]
+
+
+class DeliveryWatcher:
+    """Counts distinct events produced and delivered while a run goes on (notebooks 01-12).
+
+    Each :meth:`update` reads only the bytes appended to the trace files since the
+    last call (complete lines only), so polling it every few milliseconds costs
+    nothing like re-reading whole traces, even at 100k events. Used by
+    :meth:`edalab.Run.until_delivered` and the run's progress bar.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self._offsets: dict[Path, int] = {}
+        self._produced: set[str] = set()
+        self._by_role: dict[str, set[str]] = {}
+        self._group_of: dict[str, str] = {}
+
+    def _new_rows(self, path: Path) -> list[list[str]]:
+        offset = self._offsets.get(path, 0)
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        data = data[: data.rfind(b"\n") + 1]
+        if not data:
+            return []
+        self._offsets[path] = offset + len(data)
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8", errors="replace"))))
+        return rows[1:] if offset == 0 else rows  # the header
+
+    def update(self) -> "DeliveryWatcher":
+        """Read what was appended since the last call."""
+        event_at = PRODUCED_COLUMNS.index("event_id")
+        for path in self.run_dir.glob("produced-*.csv"):
+            self._produced.update(row[event_at] for row in self._new_rows(path) if len(row) > event_at)
+        role_at, group_at, id_at = (RECEIVED_COLUMNS.index(c) for c in ("role", "group", "event_id"))
+        for path in self.run_dir.glob("received-*.csv"):
+            for row in self._new_rows(path):
+                if len(row) == len(RECEIVED_COLUMNS):
+                    self._by_role.setdefault(row[role_at], set()).add(row[id_at])
+                    self._group_of[row[role_at]] = row[group_at]
+        return self
+
+    @property
+    def produced(self) -> int:
+        """Distinct events the producers recorded so far."""
+        return len(self._produced)
+
+    def delivered(self, *, group: str | None = None, roles: Sequence[str] | None = None) -> int:
+        """Distinct events received by ``roles`` (or the members of ``group``, or anyone).
+
+        Receipts of events no producer recorded (leftovers of an earlier run) are
+        counted too; the summary tells them apart as ``unexpected``.
+        """
+        chosen = [r for r in self._by_role
+                  if (roles is None or r in roles) and (group is None or self._group_of[r] == group)]
+        if len(chosen) == 1:
+            return len(self._by_role[chosen[0]])
+        return len(set().union(*(self._by_role[r] for r in chosen))) if chosen else 0
+
+    def delivered_each(self, roles: Sequence[str]) -> int:
+        """The fewest distinct events any one of ``roles`` received (for "everyone got N")."""
+        return min((len(self._by_role.get(r, ())) for r in roles), default=0)

@@ -2,29 +2,22 @@
 
 Modelled on mirakuru and testcontainers: one class per server, ``start()`` waits
 with one overall timeout until the server answers a real request, failures carry
-the server's log tail and say what to do, and servers never outlive their owner:
-
-* on Linux each server gets ``PR_SET_PDEATHSIG`` = SIGKILL, so the kernel kills it
-  the moment its owner dies, even by SIGKILL (a Jupyter kernel restart);
-* every started server is stopped at interpreter exit (``atexit``).
+the server's log tail and say what to do, and servers never outlive their owner
+(parent-death signal, stop at interpreter exit: :mod:`edalab._process`, the base
+shared with role processes).
 
 Used by :func:`edalab.start` (notebook 00) and ``edalab up``.
 """
 
 from __future__ import annotations
 
-import atexit
-import ctypes
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import weakref
 from pathlib import Path
 
 from edalab._errors import (
@@ -34,6 +27,7 @@ from edalab._errors import (
     ServerExited,
     ServerStartTimeout,
 )
+from edalab._process import ChildProcess
 from edalab._wire import kafka_api_versions, redis_ping
 
 __all__ = ["ServerProcess", "RedisServer", "KafkaServer", "find_redis_binary", "find_tansu_binary",
@@ -41,8 +35,6 @@ __all__ = ["ServerProcess", "RedisServer", "KafkaServer", "find_redis_binary", "
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_START_TIMEOUT_S = 20.0
-_LIVE: "weakref.WeakSet[ServerProcess]" = weakref.WeakSet()
-_PR_SET_PDEATHSIG = 1
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -59,20 +51,6 @@ def port_in_use(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _die_with_parent(parent_pid: int):
-    """Return a preexec function that ties the child's life to its parent's."""
-    libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
-
-    def preexec() -> None:
-        os.setsid()  # own process group: a Ctrl+C in a terminal does not reach it twice
-        if libc is not None:
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != parent_pid:  # the parent died before prctl took effect
-                os._exit(1)
-
-    return preexec
 
 
 def binary_version(binary: str) -> str:
@@ -140,12 +118,12 @@ def find_tansu_binary() -> str:
         "or use a Kafka elsewhere with EDALAB_KAFKA_BOOTSTRAP=host:port (see docker-compose.yml).")
 
 
-class ServerProcess:
-    """A server program run as a child process on loopback.
+class ServerProcess(ChildProcess):
+    """A server program run as a child process on loopback (see :mod:`edalab._process`).
 
     Subclasses say how to build the command line (:meth:`command`) and how to
     ask the server a real question (:meth:`answers`). Use as a context manager or
-    call :meth:`start` / :meth:`stop`.
+    call :meth:`start` / :meth:`stop`; :meth:`pause` freezes it (notebook 08).
     """
 
     kind = "server"
@@ -158,13 +136,13 @@ class ServerProcess:
             raise ConfigError(f"port must be an integer from 1 to 65535, not {port!r}")
         if start_timeout_s <= 0:
             raise ConfigError(f"start_timeout_s must be positive, not {start_timeout_s!r}")
+        self.log_dir = Path(log_dir) if log_dir else None
+        super().__init__(self.kind, self.log_dir / f"{self.kind}.log" if self.log_dir else "")
         self.binary = binary or self.find_binary()
         self.host = LOOPBACK
         self.requested_port = port
         self.port: int | None = port
         self.start_timeout_s = start_timeout_s
-        self.log_dir = Path(log_dir) if log_dir else None
-        self.process: subprocess.Popen | None = None
         self._lock = threading.Lock()
 
     # -- what subclasses provide -------------------------------------------------
@@ -178,29 +156,14 @@ class ServerProcess:
     def answers(self, timeout_s: float = 1.0) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def is_ready(self) -> bool:
+        return self.answers(timeout_s=0.5)
+
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
     # -- life cycle ----------------------------------------------------------------
-    @property
-    def log_path(self) -> Path | None:
-        return self.log_dir / f"{self.kind}.log" if self.log_dir else None
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log_tail(self, lines: int = 20) -> str:
-        path = self.log_path
-        if not path or not path.exists():
-            return "(no log)"
-        text = path.read_text(errors="replace").splitlines()[-lines:]
-        return "\n".join(text) or "(empty log)"
-
     def start(self) -> "ServerProcess":
         """Start the server and wait until it answers; raise a ServerError if it cannot."""
         with self._lock:
@@ -208,6 +171,7 @@ class ServerProcess:
                 return self
             if self.log_dir is None:
                 self.log_dir = Path(tempfile.mkdtemp(prefix=f"edalab-{self.kind}-"))
+                self.log_path = self.log_dir / f"{self.kind}.log"
             self.log_dir.mkdir(parents=True, exist_ok=True)
             if self.requested_port is not None and port_in_use(self.host, self.requested_port):
                 raise PortInUse(
@@ -220,60 +184,37 @@ class ServerProcess:
             # server's bind; with an automatic port we simply try another one.
             attempts = 1 if self.requested_port is not None else 3
             for attempt in range(attempts):
-                port = self.requested_port or free_port(self.host)
-                if self._spawn_and_wait(port, deadline, last=attempt == attempts - 1):
+                self.port = self.requested_port or free_port(self.host)
+                env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
+                try:
+                    self._spawn(self.command(self.port), env=env, cwd=self.log_dir)
+                except OSError as exc:
+                    raise BinaryNotFound(f"Could not run {self.binary}: {exc}. Reinstall the course's "
+                                         f"dependencies (`pip install -e .`).") from exc
+                try:
+                    self._wait_ready(max(0.0, deadline - time.monotonic()))
                     break
-            _LIVE.add(self)
+                except _PortRace:
+                    continue
             return self
 
-    def _spawn_and_wait(self, port: int, deadline: float, last: bool) -> bool:
-        self.port = port
-        env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
-        with open(self.log_path, "ab") as log:
-            try:
-                self.process = subprocess.Popen(
-                    self.command(port), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env=env, cwd=self.log_dir, preexec_fn=_die_with_parent(os.getpid()),
-                    close_fds=True)
-            except OSError as exc:
-                raise BinaryNotFound(f"Could not run {self.binary}: {exc}. Reinstall the course's "
-                                     f"dependencies (`pip install -e .`).") from exc
-        while True:
-            code = self.process.poll()
-            if code is not None:
-                taken = port_in_use(self.host, port)
-                if taken and not last:
-                    return False
-                reason = (f"port {port} was taken by another program" if taken
-                          else f"it exited with status {code}")
-                raise ServerExited(
-                    f"The {self.kind} server stopped while starting: {reason}.\n"
-                    f"Command: {' '.join(self.command(port))}\nLast lines of {self.log_path}:\n"
-                    f"{self.log_tail()}\nWhat to do: read the log above; if the port is taken, "
-                    f"leave the port out to get a free one.")
-            if self.answers(timeout_s=0.5):
-                return True
-            if time.monotonic() > deadline:
-                self.stop()
-                raise ServerStartTimeout(
-                    f"The {self.kind} server did not answer within {self.start_timeout_s:g} s.\n"
-                    f"Last lines of {self.log_path}:\n{self.log_tail()}\nWhat to do: the machine may "
-                    f"be overloaded; retry, or raise start_timeout_s / EDALAB_START_TIMEOUT_S.")
-            time.sleep(0.02)
+    def _exited_error(self, code: int) -> Exception:
+        taken = port_in_use(self.host, self.port)
+        if taken and self.requested_port is None:
+            return _PortRace()
+        reason = (f"port {self.port} was taken by another program" if taken
+                  else f"it exited with status {code}")
+        return ServerExited(
+            f"The {self.kind} server stopped while starting: {reason}.\n"
+            f"Command: {' '.join(self.command(self.port))}\nLast lines of {self.log_path}:\n"
+            f"{self.log_tail()}\nWhat to do: read the log above; if the port is taken, "
+            f"leave the port out to get a free one.")
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Terminate, wait up to ``timeout_s``, then kill. Calling it twice is fine."""
-        proc = self.process
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout_s)
-        _LIVE.discard(self)
+    def _timeout_error(self, limit_s: float) -> Exception:
+        return ServerStartTimeout(
+            f"The {self.kind} server did not answer within {self.start_timeout_s:g} s.\n"
+            f"Last lines of {self.log_path}:\n{self.log_tail()}\nWhat to do: the machine may "
+            f"be overloaded; retry, or raise start_timeout_s / EDALAB_START_TIMEOUT_S.")
 
     def __enter__(self) -> "ServerProcess":
         return self.start()
@@ -284,6 +225,10 @@ class ServerProcess:
     def __repr__(self) -> str:
         state = "running" if self.running() else "stopped"
         return f"<{type(self).__name__} {self.address} pid={self.pid} {state}>"
+
+
+class _PortRace(Exception):
+    """The automatic port was taken between choosing it and the server's bind: try another."""
 
 
 class RedisServer(ServerProcess):
@@ -341,11 +286,3 @@ class KafkaServer(ServerProcess):
         except OSError:
             return False
 
-
-@atexit.register
-def _stop_all() -> None:
-    for server in list(_LIVE):
-        try:
-            server.stop(timeout_s=2.0)
-        except Exception:
-            pass

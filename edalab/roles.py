@@ -1,56 +1,68 @@
-"""Roles: producers, consumers and services as separate OS processes (notebooks 01-05).
+"""Roles: producers, consumers and services as separate OS processes (notebooks 01-12).
 
 A listener that is "down" must really be down, a crash must be a real SIGKILL, and
-CPU must be measured per process, so every role runs in its own process
-(a fresh interpreter per role, which behaves the same in Jupyter and scripts). Each role writes its own trace files in the run
-directory of a :class:`~edalab.Recorder`.
+CPU must be measured per process, so every role runs in its own process: a fresh
+interpreter (the same in Jupyter and in scripts; it never re-runs the owner's
+``__main__``). The role's *body* is any function ``body(ctx, **kwargs)``: one from a
+module, or one the learner wrote in a notebook cell or a script. It travels to the
+process **by value** (cloudpickle), together with its ``kwargs``; a body that holds
+something that cannot travel (a socket, a client, a lab, a lock) is refused at once
+with an error naming the object (:class:`~edalab.UnsendableRole`).
 
-Like the servers, role processes die with their owner (``PR_SET_PDEATHSIG`` on
-Linux) and are stopped at interpreter exit.
+Process handling (own process group, parent-death signal, log tail in errors, stop
+then kill, cleanup at exit) is shared with the servers: :mod:`edalab._process`.
 
-    with Role("billing", consume, recorder, spec=kafka_spec, group="billing") as billing:
-        billing.pause()   # SIGSTOP: alive but deaf
-        billing.resume()
-        billing.kill()    # SIGKILL: no goodbye, no commit
-        billing.restart()
+    def billing(ctx, spec, work_ms=20):          # written in a notebook cell
+        sub = spec.subscriber("billing")
+        ctx.ready()                              # connected: the owner may go on
+        while not ctx.stopping:
+            for delivery in sub.receive(0.1):
+                ...
+    with Role("billing", billing, recorder, kwargs={"spec": orders}) as role:
+        role.pause(); role.resume(); role.kill(); role.restart()
+
+Most experiments declare roles through :class:`edalab.Scenario`, which adds one
+start gate, a timeline and progress on top.
 """
 
 from __future__ import annotations
 
-import atexit
-import importlib
 import os
 import pickle
 import select
-import signal
 import subprocess
 import sys
 import threading
 import time
-import weakref
+import types
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
+import cloudpickle
 import psutil
 
-from edalab._errors import ConfigError, RoleError
+from edalab._errors import ConfigError, RoleError, UnsendableRole
 from edalab._events import new_event
-from edalab._recorder import Recorder
-from edalab._servers import _die_with_parent
+from edalab._process import ChildProcess
+from edalab._recorder import Recorder, _check_role
 
-__all__ = ["Role", "RoleContext", "produce", "consume", "poisson_schedule_s"]
+__all__ = ["Role", "RoleContext", "produce", "consume", "GATE_FILE"]
 
-_LIVE_ROLES: "weakref.WeakSet[Role]" = weakref.WeakSet()
+#: the file in a run directory whose appearance opens the start gate (holds t0 in ns)
+GATE_FILE = "gate"
 
 
 class RoleContext:
-    """What a role's function gets: its name, the recorder, and when to stop."""
+    """What a role's body gets: its name, the recorder, readiness, the gate, when to stop."""
 
-    def __init__(self, name: str, recorder: Recorder, ready_fd: int, stop_event: threading.Event):
+    def __init__(self, name: str, recorder: Recorder, ready_fd: int, stop_event: threading.Event,
+                 gated: bool = False):
         self.name = name
         self.recorder = recorder
         self._ready_fd = ready_fd
         self._stop = stop_event
+        self._gated = gated
         self.cpu_at_ready_s = 0.0
 
     def ready(self) -> None:
@@ -62,6 +74,33 @@ class RoleContext:
             os.close(self._ready_fd)
             self._ready_fd = -1
 
+    def gate(self) -> int | None:
+        """Wait for the start gate; return its time (wall clock, ns) or None if asked to stop.
+
+        Calls :meth:`ready` first. Every role of a :class:`~edalab.Scenario` is started
+        and made ready before the gate opens, so a process start never counts as
+        delivery delay. A role restarted after the gate opened passes straight
+        through. Outside a scenario there is no gate: it returns the current time.
+        """
+        self.ready()
+        if not self._gated:
+            return time.time_ns()
+        path = Path(self.recorder.run_dir) / GATE_FILE
+        while True:
+            try:
+                text = path.read_text()
+                if text.endswith("\n"):
+                    return int(text)
+            except FileNotFoundError:
+                pass
+            if self.sleep(0.001):
+                return None
+
+    def note(self, what: str, **values: Any) -> None:
+        """Record that something happened in this role (a commit, a retry...): the run's
+        ``notes`` table (:meth:`edalab.Recorder.notes`)."""
+        self.recorder.note(self.name, what, **values)
+
     @property
     def stopping(self) -> bool:
         """True once the owner asked this role to finish (``Role.stop`` sends SIGTERM)."""
@@ -72,66 +111,115 @@ class RoleContext:
         return self._stop.wait(max(0.0, seconds))
 
 
-def _target_path(target: Callable | str) -> str:
-    if isinstance(target, str):
-        return target
-    module = getattr(target, "__module__", None)
-    if not module or module == "__main__" or "<locals>" in target.__qualname__:
-        raise ConfigError(f"{target!r} cannot run in a role process: it must be a function "
-                          f"defined at module level in an importable module (not in a notebook).")
-    return f"{module}:{target.__qualname__}"
+def _hint(obj: Any) -> str:
+    kind = type(obj).__name__
+    if kind == "Lab":
+        return ("a lab owns servers and cannot move to another process: pass what the role "
+                "needs to connect, e.g. a spec from lab.transport('kafka'), lab.kafka_bootstrap "
+                "or lab.redis_url")
+    if kind in ("Role", "Scenario", "Run") or isinstance(obj, ChildProcess):
+        return "a process handle stays with its owner: pass the data the role needs instead"
+    return ("open connections, files and threads inside the body; pass what is needed to open "
+            "them (a transport spec, a URL, numbers, lists) in kwargs=")
 
 
-def _role_main() -> None:
-    """Entry point inside the role process (``python -m edalab.roles``).
-
-    A fresh interpreter rather than multiprocessing: it never re-runs the owner's
-    ``__main__`` (a notebook or a script without a main guard).
-    """
-    target, name, run_dir, kwargs, ready_fd = pickle.load(sys.stdin.buffer)
-    stop_event = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Jupyter's "interrupt" is for the kernel only
-    module, _, qualname = target.partition(":")
-    func = importlib.import_module(module)
-    for part in qualname.split("."):
-        func = getattr(func, part)
-    recorder = Recorder(run_dir)
-    ctx = RoleContext(name, recorder, ready_fd, stop_event)
+def _find_unsendable(obj: Any, where: str, depth: int = 0) -> tuple[str, Any, Exception] | None:
+    """The first part of ``obj`` that cloudpickle cannot serialise, as (where, object, error)."""
     try:
-        func(ctx, **kwargs)
-    finally:
-        t = os.times()
-        recorder.write_role_stats(name, own_cpu_s=t.user + t.system - ctx.cpu_at_ready_s,
-                                  exited_at_ns=time.time_ns())
+        cloudpickle.dumps(obj)
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure to pickle is what we look for
+        error = exc
+    if depth < 4:
+        parts: list[tuple[str, Any]] = []
+        if isinstance(obj, types.FunctionType):
+            code = obj.__code__
+            names = set(code.co_names)
+            for const in code.co_consts:  # names used by nested functions and comprehensions
+                if isinstance(const, types.CodeType):
+                    names |= set(const.co_names)
+            parts += [(f"global {n!r} used by {obj.__name__}", obj.__globals__[n])
+                      for n in sorted(names) if n in obj.__globals__]
+            parts += [(f"variable {n!r} captured by {obj.__name__}", c.cell_contents)
+                      for n, c in zip(code.co_freevars, obj.__closure__ or ()) if _has_contents(c)]
+            parts += [(f"a default argument of {obj.__name__}", d) for d in obj.__defaults__ or ()]
+        elif isinstance(obj, Mapping):
+            parts += [(f"{where}[{k!r}]", v) for k, v in obj.items()]
+        elif isinstance(obj, (list, tuple, set)):
+            parts += [(f"{where}[{i}]", v) for i, v in enumerate(obj)]
+        # Any other object is named as a whole (a Lab, a client): its insides mean
+        # nothing to the person who passed it.
+        for part_where, part in parts:
+            found = _find_unsendable(part, part_where, depth + 1)
+            if found:
+                return found
+    return where, obj, error
 
 
-class Role:
+def _has_contents(cell) -> bool:
+    try:
+        cell.cell_contents
+        return True
+    except ValueError:
+        return False
+
+
+def _pack(name: str, body: Callable, kwargs: dict[str, Any]) -> bytes:
+    """Serialise ``(body, kwargs)`` for the role process, or say exactly what cannot go."""
+    try:
+        return cloudpickle.dumps((body, kwargs))
+    except Exception:  # noqa: BLE001
+        pass
+    found = _find_unsendable(kwargs, "kwargs") or _find_unsendable(body, "the body")
+    where, obj, error = found or ("the body", body, RuntimeError("unknown"))
+    raise UnsendableRole(
+        f"Role {name!r} cannot be sent to its own process: {where} is a {type(obj).__name__} "
+        f"({error.__class__.__name__}: {error}). A role runs in a separate process, so "
+        f"{_hint(obj)}.") from None
+
+
+class Role(ChildProcess):
     """One role as an OS process: start, stop, kill, pause, resume, restart, CPU seconds.
 
     Args:
         name: unique within the run directory (it names the trace files).
-        target: a module-level function ``f(ctx: RoleContext, **kwargs)``.
+        body: ``body(ctx: RoleContext, **kwargs)``: a function from a module, a notebook
+            cell or a script. It is serialised now (by value where it is not importable),
+            so an unsendable body fails here, not in the child.
         recorder: where the role writes its traces (its ``run_dir``).
+        kwargs: the body's arguments (specs, numbers, lists: anything picklable).
         ready_timeout_s: how long :meth:`start` waits for ``ctx.ready()``.
-        **kwargs: passed to ``target``; must be picklable (specs, numbers, lists).
+        stop_timeout_s: how long :meth:`stop` lets the body finish before SIGKILL.
+        gated: whether ``ctx.gate()`` waits for the run's start gate (set by a Scenario).
     """
 
-    def __init__(self, name: str, target: Callable | str, recorder: Recorder, *,
-                 ready_timeout_s: float = 30.0, **kwargs: Any):
-        self.name = name
-        self.target = _target_path(target)
+    kind = "role"
+
+    def __init__(self, name: str, body: Callable, recorder: Recorder, *,
+                 kwargs: Mapping[str, Any] | None = None, ready_timeout_s: float = 30.0,
+                 stop_timeout_s: float = 10.0, gated: bool = False):
+        _check_role(name)
+        if not callable(body):
+            raise ConfigError(f"Role {name!r}: body must be a function body(ctx, **kwargs), "
+                              f"not {type(body).__name__}.")
+        if kwargs is not None and not (isinstance(kwargs, Mapping) and all(isinstance(k, str) for k in kwargs)):
+            raise ConfigError(f"Role {name!r}: kwargs must be a dict of argument names to values, "
+                              f"not {type(kwargs).__name__}.")
+        for label, value in (("ready_timeout_s", ready_timeout_s), ("stop_timeout_s", stop_timeout_s)):
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"Role {name!r}: {label} must be a positive number of seconds, not {value!r}.")
+        super().__init__(name, Path(recorder.run_dir) / f"role-{name}.log")
+        self.body = body
         self.recorder = recorder
-        self.kwargs = kwargs
-        self.ready_timeout_s = ready_timeout_s
-        self.process: subprocess.Popen | None = None
-        self.paused = False
+        self.kwargs = dict(kwargs or {})
+        self.ready_timeout_s = float(ready_timeout_s)
+        self.stop_timeout_s = float(stop_timeout_s)
+        self.gated = gated
+        self._payload = _pack(name, body, self.kwargs)
         self._ready_r = -1
-        self._done = True
         self._cpu_done_s = 0.0  # CPU of earlier incarnations (before restart)
         self._cpu_last_s = 0.0
         self._cpu_at_ready_s = 0.0
-        self.log_path = Path(recorder.run_dir) / f"role-{name}.log"
 
     # -- life cycle ---------------------------------------------------------------
     def start(self, wait: bool = True) -> "Role":
@@ -139,115 +227,69 @@ class Role:
         if self.alive:
             return self
         ready_r, ready_w = os.pipe()
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "edalab.roles"], stdin=subprocess.PIPE, stdout=log,
-                stderr=subprocess.STDOUT, pass_fds=(ready_w,), close_fds=True,
-                preexec_fn=_die_with_parent(os.getpid()))
+        self._spawn([sys.executable, "-c", "from edalab._role_child import main; main()"],
+                    stdin=subprocess.PIPE, pass_fds=(ready_w,))
         os.close(ready_w)
         self._ready_r = ready_r
-        self.process.stdin.write(pickle.dumps(
-            (self.target, self.name, str(self.recorder.run_dir), self.kwargs, ready_w)))
-        self.process.stdin.close()
-        self._done = False
+        header = {"name": self.name, "run_dir": str(self.recorder.run_dir), "ready_fd": ready_w,
+                  "sys_path": list(sys.path), "gated": self.gated}
+        try:
+            self.process.stdin.write(pickle.dumps((header, self._payload)))
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass  # it died at once; wait_ready reports it with its log
         self._cpu_last_s = 0.0
         self._cpu_at_ready_s = 0.0
-        self.paused = False
-        _LIVE_ROLES.add(self)
         if wait:
             self.wait_ready()
         return self
 
+    def is_ready(self) -> bool:
+        if self._ready_r < 0:
+            return True
+        readable, _, _ = select.select([self._ready_r], [], [], 0.05)
+        if readable and os.read(self._ready_r, 1) == b"r":
+            self._close_ready_pipe()
+            self._cpu_at_ready_s = self._cpu_total()
+            return True
+        return False
+
     def wait_ready(self, timeout_s: float | None = None) -> None:
         """Block until the role is ready; raise RoleError (with its log) if it died or hung."""
-        if self._ready_r < 0:
-            return
-        limit_s = timeout_s or self.ready_timeout_s
-        deadline = time.monotonic() + limit_s
-        while True:
-            readable, _, _ = select.select([self._ready_r], [], [], 0.05)
-            if readable and os.read(self._ready_r, 1) == b"r":
-                os.close(self._ready_r)
-                self._ready_r = -1
-                self._cpu_at_ready_s = self._cpu_total()
-                return
-            if self.process.poll() is not None:
-                self._close_ready_pipe()
-                raise RoleError(f"Role {self.name!r} exited with code {self.process.returncode} "
-                                f"before it was ready. Its log ends:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RoleError(f"Role {self.name!r} was not ready within {limit_s:g} s (killed). "
-                                f"Its log ends:\n{self.log_tail()}")
+        if self._ready_r >= 0:
+            self._wait_ready(timeout_s or self.ready_timeout_s, poll_s=0.0)
+
+    def _exited_error(self, code: int) -> Exception:
+        self._close_ready_pipe()
+        return RoleError(f"Role {self.name!r} exited with code {code} before it was ready. "
+                         f"Its log ends:\n{self.log_tail()}")
+
+    def _timeout_error(self, limit_s: float) -> Exception:
+        return RoleError(f"Role {self.name!r} was not ready within {limit_s:g} s (killed): its body "
+                         f"never called ctx.ready() or ctx.gate(). Its log ends:\n{self.log_tail()}")
 
     def _close_ready_pipe(self) -> None:
         if self._ready_r >= 0:
             os.close(self._ready_r)
             self._ready_r = -1
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Ask the role to finish cleanly (it flushes, commits, closes); kill it if it won't."""
-        if not self.alive:
-            self._finish()
-            return
-        if self.paused:
-            self.resume()
-        self._sample_cpu()
-        self.process.terminate()  # SIGTERM: the role's ctx.stopping becomes True
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-        self._finish()
+    def stop(self, timeout_s: float | None = None, *, check: bool = True) -> None:
+        """Ask the role to finish cleanly (it flushes, commits, closes); kill it if it won't
+        within ``timeout_s`` (default ``stop_timeout_s``).
 
-    def kill(self) -> None:
-        """SIGKILL: the role gets no chance to flush, commit or say goodbye."""
-        if not self.alive:
-            self._finish()
-            return
-        self._sample_cpu()
-        self.process.kill()
-        self.process.wait(5)
-        self._finish()
-
-    def pause(self) -> None:
-        """SIGSTOP: the process stays alive and keeps its connections, but does nothing."""
-        if self.alive and not self.paused:
-            os.kill(self.process.pid, signal.SIGSTOP)
-            self.paused = True
-            # The signal is asynchronous: return only once it took effect, so that
-            # whatever the caller does next really happens while the role is frozen.
-            deadline = time.monotonic() + 2.0
-            while time.monotonic() < deadline:
-                try:
-                    if psutil.Process(self.process.pid).status() == psutil.STATUS_STOPPED:
-                        break
-                except psutil.Error:
-                    break
-                time.sleep(0.005)
-
-    def resume(self) -> None:
-        """SIGCONT after :meth:`pause`."""
-        if self.alive and self.paused:
-            os.kill(self.process.pid, signal.SIGCONT)
-            self.paused = False
+        With ``check``, a body that had already crashed by itself raises RoleError with
+        its log tail, so a failure is never mistaken for a clean stop.
+        """
+        crashed = self.crashed
+        super().stop(self.stop_timeout_s if timeout_s is None else timeout_s)
+        if check and crashed:
+            raise RoleError(f"Role {self.name!r} had crashed (exit code {self.exitcode}) before it "
+                            f"was stopped. Its log ends:\n{self.log_tail()}")
 
     def restart(self, wait: bool = True) -> "Role":
         """Stop (cleanly) if running, then start a new process with the same arguments."""
-        self.stop()
+        self.stop(check=False)
         return self.start(wait=wait)
-
-    def join(self, timeout_s: float) -> bool:
-        """Wait for the role to finish by itself; True if it did."""
-        if self.process is None:
-            return True
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            return False
-        self._finish()
-        return True
 
     def finish(self, timeout_s: float) -> None:
         """Wait for the role to end by itself; raise RoleError (with its log) if it does
@@ -260,18 +302,6 @@ class Role:
             raise RoleError(f"Role {self.name!r} failed (exit code {self.exitcode}). "
                             f"Its log ends:\n{self.log_tail()}")
 
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
-    @property
-    def exitcode(self) -> int | None:
-        return self.process.poll() if self.process else None
-
     # -- measuring -----------------------------------------------------------------
     def _cpu_total(self) -> float:
         try:
@@ -280,7 +310,7 @@ class Role:
         except (psutil.Error, AttributeError):
             return 0.0
 
-    def _sample_cpu(self) -> None:
+    def _before_signal(self) -> None:
         """CPU since the role said it was ready (start-up imports are not its work)."""
         total = self._cpu_total()
         if total:
@@ -290,13 +320,10 @@ class Role:
         """User + system CPU seconds of this role's work so far (from ready on), over
         all incarnations."""
         if self.alive:
-            self._sample_cpu()
+            self._before_signal()
         return self._cpu_done_s + self._cpu_last_s
 
-    def _finish(self) -> None:
-        if self.process is None or self._done:
-            return
-        self._done = True
+    def _on_exit(self) -> None:
         self._close_ready_pipe()
         if self._cpu_last_s == 0.0:  # it ended by itself: its own last number is the best one
             self._cpu_last_s = float(self.recorder.role_stats(self.name).get("own_cpu_s", 0.0))
@@ -304,32 +331,12 @@ class Role:
         self._cpu_last_s = 0.0
         # The owner's number wins over the role's own: a killed role never wrote one.
         self.recorder.write_role_stats(self.name, cpu_s=self._cpu_done_s)
-        _LIVE_ROLES.discard(self)
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:]) or "(empty)"
-        except OSError:
-            return "(no log)"
 
     def __enter__(self) -> "Role":
         return self.start()
 
     def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        state = "paused" if self.paused else ("running" if self.alive else "stopped")
-        return f"<Role {self.name} pid={self.pid} {state}>"
-
-
-@atexit.register
-def _stop_all_roles() -> None:
-    for role in list(_LIVE_ROLES):
-        try:
-            role.kill()
-        except Exception:
-            pass
+        self.stop(check=exc[0] is None)
 
 
 # -- the standard roles ---------------------------------------------------------------------
@@ -349,30 +356,22 @@ def poisson_schedule_s(count: int, rate_per_s: float, seed: int = 0) -> list[flo
 
 
 def produce(ctx: RoleContext, spec, schedule_s: list[float], event_type: str = "order.ready",
-            keys: int = 10, payload_bytes: int = 0, start_delay_s: float = 0.0,
-            gate_path: str | None = None) -> None:
-    """Producer role: publish one event at each time in ``schedule_s`` (seconds from start).
+            keys: int = 10, payload_bytes: int = 0, start_delay_s: float = 0.0) -> None:
+    """Producer role: publish one event at each time in ``schedule_s`` (seconds from the gate).
 
     Events are keyed ``order-0`` .. ``order-{keys-1}`` in turn; each is recorded in the
     trace right after ``publish`` accepted it, so writing the trace is not part of the
-    measured delivery delay and a lost event is the transport's loss.
-
-    With ``gate_path`` the role gets ready, then waits until that file exists before
-    its schedule starts: the owner can start it alongside the consumers and open the
-    gate once everyone is ready, instead of paying for a process start in between.
+    measured delivery delay and a lost event is the transport's loss. The schedule
+    starts when the run's start gate opens (:meth:`RoleContext.gate`), after every
+    other role is ready, so no process start counts as delivery delay.
     """
     publisher = spec.publisher()
     trace = ctx.recorder.producer_trace(ctx.name)
-    ctx.ready()
-    if gate_path is not None:
-        while not os.path.exists(gate_path):
-            if ctx.sleep(0.002):
-                return
-    if ctx.sleep(start_delay_s):
-        return
-    start = time.monotonic()
-    filler = "x" * payload_bytes
     try:
+        if ctx.gate() is None or ctx.sleep(start_delay_s):
+            return
+        start = time.monotonic()
+        filler = "x" * payload_bytes
         for seq, at_s in enumerate(schedule_s):
             if ctx.sleep(start + at_s - time.monotonic()):
                 break
@@ -392,18 +391,19 @@ def consume(ctx: RoleContext, spec, group: str | None = None, receive_timeout_s:
             counters_every_s: float = 0.25, wait_for_assignment: bool = True) -> None:
     """Consumer role: receive until asked to stop, recording every delivery and its cost.
 
-    A clean stop (``Role.stop``) commits (Kafka) or acknowledges (Redis Streams) what was
-    received; after a SIGKILL (``Role.kill``) that is left undone, as in a real crash.
-    With ``wait_for_assignment`` a Kafka consumer is ready only once it owns partitions;
-    pass False for a member that may legitimately get none (more members than partitions).
+    A clean stop (``Role.stop``) commits what was received (``Subscriber.commit``:
+    a Kafka offset commit, a Redis Streams XACK, nothing where there is nothing to
+    commit); after a SIGKILL (``Role.kill``) that is left undone, as in a real crash.
+    With ``wait_for_assignment`` the role is ready only once its subscriber will
+    really receive (a Kafka group join); pass False for a member that may
+    legitimately get no partition (more members than partitions).
     """
     subscriber = spec.subscriber(group)
     trace = ctx.recorder.consumer_trace(ctx.name, group)
     received = 0
-    if wait_for_assignment and hasattr(subscriber, "wait_for_assignment"):
-        # A Kafka consumer only gets partitions once its group join completes; ready
-        # before that would count the join as delivery delay.
-        subscriber.wait_for_assignment(timeout_s=30.0)
+    if wait_for_assignment:
+        # Ready before the join completes would count the join as delivery delay.
+        subscriber.wait_ready(timeout_s=30.0)
     ctx.ready()
     next_write = time.monotonic() + counters_every_s
     try:
@@ -416,18 +416,12 @@ def consume(ctx: RoleContext, spec, group: str | None = None, receive_timeout_s:
                 next_write = time.monotonic() + counters_every_s
     finally:
         if ctx.stopping:
-            # A clean stop hands back what was processed (Kafka commit, Streams XACK), so
-            # a restart does not see it again; a SIGKILL never reaches this line.
-            for settle in ("commit", "ack"):
-                if hasattr(subscriber, settle):
-                    try:
-                        getattr(subscriber, settle)()
-                    except Exception as exc:  # the broker may be gone; then at-least-once applies
-                        print(f"{settle} on stop failed: {exc}", flush=True)
+            # A clean stop hands back what was processed, so a restart does not see it
+            # again; a SIGKILL never reaches this line.
+            try:
+                subscriber.commit()
+            except Exception as exc:  # the broker may be gone; then at-least-once applies
+                print(f"commit on stop failed: {exc}", flush=True)
         trace.write_counters(subscriber.counters, received=received)
         subscriber.close()
         trace.close()
-
-
-if __name__ == "__main__":
-    _role_main()
