@@ -14,8 +14,9 @@ from collections import defaultdict
 
 import pytest
 
-from edalab import ConfigError
+from edalab import ConfigError, EdalabError, ExperimentError
 from edalab._events import new_event
+from edalab.transports import TRANSPORTS, Capabilities, describe_transports
 from edalab.transports.kafka import KafkaSpec
 from edalab.transports.redis import RedisPubSubSpec, RedisStreamSpec
 
@@ -242,11 +243,12 @@ def test_redis_stream_pending_entries_can_be_claimed_by_another_member(lab):
         assert survivor.pending() == len(events)
         assert survivor.receive(0.05) == []  # '>' only reads entries never delivered
         assert survivor.claim_stale(min_idle_ms=60_000) == []  # not idle long enough
-        claimed = survivor.claim_stale(min_idle_ms=0)
+        claimed = survivor.take_over_pending()
         _assert_all_once_in_key_order(claimed, events)
         assert survivor.pending() == len(events)  # now pending at the survivor
-        assert survivor.ack() == len(events)
+        survivor.commit()
         assert survivor.pending() == 0
+        assert survivor.take_over_pending() == []
 
 
 def test_kafka_uncommitted_events_are_delivered_again(lab):
@@ -267,7 +269,7 @@ def test_kafka_uncommitted_events_are_delivered_again(lab):
         again.commit()
 
     with KafkaSpec.for_lab(lab, topic).subscriber(group) as after_commit:
-        after_commit.wait_for_assignment(10.0)
+        after_commit.wait_ready(10.0)
         assert after_commit.receive(0.5) == []
 
 
@@ -282,7 +284,7 @@ def test_kafka_commit_each_receive_commits_the_previous_batch(lab):
         assert len(got) == len(events)
         first.receive(0.0)  # asking for more commits what came before
     with spec.subscriber(group) as second:
-        second.wait_for_assignment(10.0)
+        second.wait_ready(10.0)
         assert second.receive(0.5) == []
 
 
@@ -314,8 +316,7 @@ def test_kafka_acks_0_and_1_deliver(lab):
     events = _events(10)
     _publish(KafkaSpec.for_lab(lab, topic, acks=0), events[:5])
     _publish(KafkaSpec.for_lab(lab, topic, acks=1), events[5:])
-    with KafkaSpec.for_lab(lab, topic).subscriber() as reader:
-        reader.assign_and_seek("beginning")  # no group join: reads at once
+    with KafkaSpec.for_lab(lab, topic).replayer("beginning") as reader:  # no group join
         [got] = _collect([reader], len(events))
     _assert_all_once_in_key_order(got, events)
 
@@ -329,7 +330,7 @@ def test_kafka_lag_from_highwater(lab):
     _publish(spec, events)
     with spec.subscriber() as subscriber:
         assert subscriber.lag() == {}  # no fetch answered yet, so no high watermark
-        subscriber.wait_for_assignment(10.0)
+        subscriber.wait_ready(10.0)
         received = []
         deadline = time.monotonic() + COLLECT_TIMEOUT_S
         while not received and time.monotonic() < deadline:
@@ -342,18 +343,201 @@ def test_kafka_lag_from_highwater(lab):
         assert subscriber.lag() == {0: 0}
 
 
-def test_kafka_replay_from_beginning_and_from_offset(lab):
+@pytest.mark.parametrize("name", ["kafka", "redis-stream"])
+def test_replayer_from_beginning_and_from_position(lab, name):
+    spec = lab.transport(name)
+    events = _events(10)
+    _publish(spec, events)
+    with spec.subscriber() as live:  # a group reads them and hands them back
+        [first] = _collect([live], len(events))
+        live.commit()
+    _assert_all_once_in_key_order(first, events)
+    with spec.replayer("beginning") as reader:
+        reader.wait_ready(10.0)
+        [replayed] = _collect([reader], len(events))
+        assert reader.receive(0.3) == []
+    assert [d.event.seq for d in replayed] == list(range(10))
+    with spec.replayer(6) as reader:
+        [tail] = _collect([reader], 4)
+        assert reader.receive(0.3) == []
+    assert [d.event.seq for d in tail] == [6, 7, 8, 9]
+    with spec.replayer(10) as reader:  # at the end: only what comes next
+        assert reader.receive(0.3) == []
+        more = _events(2, producer="later")
+        _publish(spec, more)
+        [new] = _collect([reader], 2)
+    assert [d.event.id for d in new] == [e.id for e in more]
+    for bad in (-1, "end", True, 1.5):
+        with pytest.raises(ConfigError):
+            spec.replayer(bad)
+
+
+def test_redis_stream_replayer_removes_its_group_on_close(lab):
+    spec = lab.transport("redis-stream")
+    _publish(spec, _events(3))
+    client = lab.redis()
+    with spec.replayer(1) as reader:
+        assert [g["name"].decode() for g in client.xinfo_groups(spec.stream)] == [reader.group]
+        [got] = _collect([reader], 2)
+    assert [d.event.seq for d in got] == [1, 2]
+    assert client.xinfo_groups(spec.stream) == []
+
+
+def test_kafka_assign_and_seek_replays_on_a_subscriber(lab):
+    """The older spelling, kept for callers not yet ported to spec.replayer()."""
     spec = KafkaSpec.for_lab(lab, lab.create_topic(partitions=1))
     events = _events(10)
     _publish(spec, events)
     with spec.subscriber() as reader:
-        [first] = _collect([reader], len(events))
-        assert reader.assign_and_seek("beginning") == {0}
-        [replayed] = _collect([reader], len(events))
-        _assert_all_once_in_key_order(replayed, events)
         assert reader.assign_and_seek(6) == {0}
         [tail] = _collect([reader], 4)
         assert [d.event.seq for d in tail] == [6, 7, 8, 9]
         with pytest.raises(ConfigError):
             reader.assign_and_seek(-1)
-    _assert_all_once_in_key_order(first, events)
+
+
+# -- capabilities are what the transports do ----------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(TRANSPORTS))
+def test_capabilities_match_behaviour(lab, name):
+    spec = lab.transport(name)
+    caps = spec.capabilities
+    assert isinstance(caps, Capabilities) and spec.kind == name
+    events = _events(20)
+    _publish(spec, events)  # nobody is subscribed yet
+
+    # durable: a consumer that was away (here: not there yet) still gets them.
+    with spec.subscriber(_name("late-group")) as late:
+        late.wait_ready(30.0)
+        [got] = _collect([late], len(events), timeout_s=3.0 if not caps.durable else COLLECT_TIMEOUT_S)
+    if caps.durable:
+        _assert_all_once_in_key_order(got, events)
+    else:
+        assert got == [], f"{name} says it is not durable but kept events"
+
+    # replay: a reader can start from the beginning; otherwise it says why not.
+    if caps.replay:
+        with spec.replayer("beginning") as reader:
+            [replayed] = _collect([reader], len(events))
+        _assert_all_once_in_key_order(replayed, events)
+    else:
+        with pytest.raises(ExperimentError, match=name):
+            spec.replayer("beginning")
+
+    # groups: two members of one group split the events; without groups both get all.
+    # A fresh topic (Kafka: one partition per member, so both get a share).
+    spec = lab.transport(name, partitions=2) if name == "kafka" else lab.transport(name)
+    group = _name("group")
+    with spec.subscriber(group) as first, spec.subscriber(group) as second:
+        if name == "kafka":
+            deadline = time.monotonic() + 20.0
+            while not (len(first.assignment()) == len(second.assignment()) == 1):
+                assert time.monotonic() < deadline, "the group did not settle"
+                first.receive(0.1)
+                second.receive(0.1)
+        more = _events(300, producer="groups")
+        _publish(spec, more)
+        expected = len(more) if caps.groups else 2 * len(more)
+        got_first, got_second = _collect([first, second], expected, step_s=0.05)
+    ids_first = {d.event.id for d in got_first}
+    ids_second = {d.event.id for d in got_second}
+    if caps.groups:
+        assert ids_first and ids_second and not ids_first & ids_second
+        assert ids_first | ids_second == {e.id for e in more}
+    else:
+        assert ids_first == ids_second == {e.id for e in more}
+    # key_ordering: each member saw every key's events in the order sent.
+    if caps.key_ordering:
+        for got in (got_first, got_second):
+            for key in {d.event.key for d in got}:
+                seqs = [d.event.seq for d in got if d.event.key == key]
+                assert seqs == sorted(seqs)
+
+
+@pytest.mark.parametrize("name", sorted(TRANSPORTS))
+def test_commit_wait_ready_and_take_over_exist_everywhere(lab, name):
+    spec = lab.transport(name, commit_each_receive=False) if name == "kafka" else \
+        lab.transport(name, ack=False) if name == "redis-stream" else lab.transport(name)
+    group = _name("group")
+    events = _events(10)
+    with spec.subscriber(group) as subscriber:
+        subscriber.wait_ready(30.0)
+        assert subscriber.take_over_pending() == []  # no predecessor
+        _publish(spec, events)
+        [got] = _collect([subscriber], len(events))
+        _assert_all_once_in_key_order(got, events)
+        subscriber.commit()
+        subscriber.commit()  # nothing new: still fine
+    # What was committed is not handed to the group's next member.
+    with spec.subscriber(group) as successor:
+        successor.wait_ready(30.0)
+        assert successor.take_over_pending() == []
+        assert successor.receive(0.5) == []
+
+
+def test_kafka_take_over_pending_is_empty_the_group_restarts_from_the_commit(lab):
+    spec = lab.transport("kafka", commit_each_receive=False)
+    group = _name("group")
+    events = _events(10)
+    _publish(spec, events)
+    crashed = spec.subscriber(group)
+    [got] = _collect([crashed], len(events))
+    crashed.close()  # no commit
+    with spec.subscriber(group) as successor:
+        successor.wait_ready(30.0)
+        assert successor.take_over_pending() == []
+        [again] = _collect([successor], len(events))
+    _assert_all_once_in_key_order(again, events)
+
+
+def test_kafka_wait_ready_times_out_with_a_clear_error(lab):
+    spec = lab.transport("kafka")  # one partition
+    group = _name("group")
+    with spec.subscriber(group) as owner:
+        owner.wait_ready(30.0)
+        with spec.subscriber(group) as extra:  # more members than partitions
+            started = time.monotonic()
+            with pytest.raises(EdalabError, match="partitions"):
+                extra.wait_ready(3.0)
+            assert time.monotonic() - started < 3.0 + 15.0
+
+
+def test_pubsub_replayer_says_why_not(lab):
+    spec = lab.transport("redis-pubsub")
+    assert not spec.capabilities.replay
+    with pytest.raises(ExperimentError, match="redis-pubsub.*keeps no events"):
+        spec.replayer("beginning")
+
+
+# -- opening transports by name ------------------------------------------------------------
+
+
+def test_lab_transport_opens_every_name_with_options(lab):
+    assert set(TRANSPORTS) == {"kafka", "redis-stream", "redis-pubsub"}
+    kafka = lab.transport("kafka", partitions=3, max_poll_records=50, commit_each_receive=False)
+    assert isinstance(kafka, KafkaSpec) and kafka.max_poll_records == 50
+    assert not kafka.commit_each_receive
+    assert kafka.session_timeout_ms == lab.kafka_defaults.session_timeout_ms
+    with kafka.publisher() as publisher:  # the topic exists, with 3 partitions
+        publisher.publish(_events(1)[0])
+        publisher.flush(10.0)
+    with kafka.replayer("beginning") as reader:
+        assert reader.assignment() == {0, 1, 2}
+    stream = lab.transport("redis-stream", topic="my-stream", ack=False)
+    assert isinstance(stream, RedisStreamSpec) and stream.stream == "my-stream" and not stream.ack
+    pubsub = lab.transport("redis-pubsub")
+    assert isinstance(pubsub, RedisPubSubSpec)
+    assert pubsub.channel != lab.transport("redis-pubsub").channel  # fresh names
+    with pytest.raises(ConfigError, match="'kafka'.*'redis-stream'.*'redis-pubsub'"):
+        lab.transport("rabbitmq")
+    with pytest.raises(ConfigError, match="no_such_field"):
+        lab.transport("redis-stream", no_such_field=1)
+
+
+def test_describe_transports_is_the_declared_capabilities():
+    table = describe_transports()
+    for name, spec_class in TRANSPORTS.items():
+        assert table.loc[name, ["durable", "groups", "replay", "key_ordering"]].to_dict() \
+            == spec_class.capabilities.to_dict()
+    assert not table.loc["http webhook", "replay"] and table.loc["http sse", "replay"]
