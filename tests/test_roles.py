@@ -11,8 +11,8 @@ import time
 import psutil
 import pytest
 
-from edalab import ConfigError, Recorder, Role, RoleError
-from edalab.roles import consume, poisson_schedule_s, produce
+from edalab import Recorder, Role, RoleError, Scenario, workloads
+from edalab.roles import consume, produce
 from edalab.transports.http import BackgroundServer, EventServiceSpec, event_service_app
 
 
@@ -23,28 +23,26 @@ def service():
 
 
 def test_producer_and_consumer_roles_deliver_everything(service, tmp_path):
-    recorder = Recorder(tmp_path)
     spec = EventServiceSpec(service, mode="sse")
-    schedule = poisson_schedule_s(40, rate_per_s=200, seed=3)
-    with Role("waiter", consume, recorder, spec=spec) as waiter:
-        producer = Role("kitchen", produce, recorder, spec=spec, schedule_s=schedule).start()
-        assert producer.join(20) and producer.exitcode == 0
-        deadline = time.monotonic() + 10
-        while len(recorder.received()) < 40 and time.monotonic() < deadline:
-            time.sleep(0.05)
-    summary = recorder.summary()
+    sc = Scenario(run_dir=tmp_path)
+    waiter = sc.add("waiter", consume, kwargs={"spec": spec})
+    sc.add("kitchen", produce, kwargs={"spec": spec, "schedule_s": workloads.poisson(40, 200, seed=3)})
+    with sc.run(progress=False) as run:
+        run.wait_finished("kitchen", timeout_s=20)
+        assert run.until_delivered(40, roles=["waiter"], timeout_s=10)
+    summary = sc.recorder.summary()
     assert summary.loc["waiter", "delivered"] == 40 and summary.loc["waiter", "lost"] == 0
     assert waiter.cpu_seconds() > 0
 
 
 def test_killed_consumer_misses_what_was_sent_while_it_was_down(service, tmp_path):
     recorder = Recorder(tmp_path)
-    waiter = Role("waiter", consume, recorder, spec=EventServiceSpec(service, mode="sse")).start()
+    waiter = Role("waiter", consume, recorder, kwargs={"spec": EventServiceSpec(service, mode="sse")}).start()
     pid = waiter.pid
     waiter.kill()
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    producer = Role("kitchen", produce, recorder, spec=EventServiceSpec(service, mode="sse"),
-                    schedule_s=[0.0, 0.01, 0.02]).start()
+    producer = Role("kitchen", produce, recorder, kwargs={"spec": EventServiceSpec(service, mode="sse"),
+                                                          "schedule_s": [0.0, 0.01, 0.02]}).start()
     assert producer.join(10)
     assert recorder.summary(groups=["waiter"]).loc["waiter", "lost"] == 3
 
@@ -52,7 +50,7 @@ def test_killed_consumer_misses_what_was_sent_while_it_was_down(service, tmp_pat
 def test_pause_stops_work_and_resume_continues(service, tmp_path):
     recorder = Recorder(tmp_path)
     spec = EventServiceSpec(service, mode="poll", poll_interval_s=0.01)
-    with Role("poller", consume, recorder, spec=spec) as poller:
+    with Role("poller", consume, recorder, kwargs={"spec": spec}) as poller:
         poller.pause()
         assert psutil.Process(poller.pid).status() == psutil.STATUS_STOPPED
         cpu_paused = poller.cpu_seconds()
@@ -63,7 +61,7 @@ def test_pause_stops_work_and_resume_continues(service, tmp_path):
 
 
 def test_restart_runs_a_new_process(service, tmp_path):
-    role = Role("waiter", consume, Recorder(tmp_path), spec=EventServiceSpec(service, mode="sse"))
+    role = Role("waiter", consume, Recorder(tmp_path), kwargs={"spec": EventServiceSpec(service, mode="sse")})
     first = role.start().pid
     second = role.restart().pid
     assert first != second and role.alive
@@ -75,16 +73,8 @@ def test_a_role_that_fails_at_start_reports_its_log(tmp_path):
     spec = EventServiceSpec("http://127.0.0.1:9", mode="sse")  # nothing listens on port 9
     started = time.monotonic()
     with pytest.raises(RoleError, match="(?s)exited with code.*not answering"):
-        Role("waiter", consume, Recorder(tmp_path), spec=spec).start()
+        Role("waiter", consume, Recorder(tmp_path), kwargs={"spec": spec}).start()
     assert time.monotonic() - started < 15
-
-
-def test_functions_from_a_notebook_are_refused_with_a_reason(tmp_path):
-    def local_target(ctx):
-        pass
-
-    with pytest.raises(ConfigError, match="module level"):
-        Role("x", local_target, Recorder(tmp_path))
 
 
 def test_roles_die_with_their_sigkilled_owner(tmp_path):
@@ -93,7 +83,7 @@ def test_roles_die_with_their_sigkilled_owner(tmp_path):
         from edalab import Recorder, Role
         from edalab.transports.http import serve_event_service
         role = Role("svc", serve_event_service, Recorder({str(tmp_path)!r}),
-                    base_url="http://127.0.0.1:0")
+                    kwargs={{"base_url": "http://127.0.0.1:0"}})
         role.start()
         print(role.pid, flush=True)
         time.sleep(60)
