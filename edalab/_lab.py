@@ -177,13 +177,15 @@ class Lab:
         return self.kafka_mode in (EMBEDDED, UP)
 
     def describe(self) -> list[dict[str, Any]]:
-        """One row per service: what it is, where, and who started it."""
+        """One row per service: what it is, where, who started it, and (for a server this
+        lab started) ``ready_in_s``: seconds from spawn until it answered a real request."""
         rows = []
         for name, address, mode in (("kafka", self.kafka_bootstrap, self.kafka_mode),
                                     ("redis", self.redis_url, self.redis_mode)):
             server = next((s for s in self._servers if s.kind == name), None)
             rows.append({"service": name, "address": address, "started_by": mode,
                          "pid": server.pid if server else None,
+                         "ready_in_s": server.ready_in_s if server else None,
                          "program": "Tansu (Kafka protocol)" if name == "kafka" and self.kafka_embedded
                          else ("Valkey/Redis" if name == "redis" else "Kafka")})
         return rows

@@ -143,6 +143,8 @@ class ServerProcess(ChildProcess):
         self.requested_port = port
         self.port: int | None = port
         self.start_timeout_s = start_timeout_s
+        #: seconds from spawn until the server answered a real request (set by start)
+        self.ready_in_s: float | None = None
         self._lock = threading.Lock()
 
     # -- what subclasses provide -------------------------------------------------
@@ -191,8 +193,10 @@ class ServerProcess(ChildProcess):
                 except OSError as exc:
                     raise BinaryNotFound(f"Could not run {self.binary}: {exc}. Reinstall the course's "
                                          f"dependencies (`pip install -e .`).") from exc
+                spawned = time.monotonic()
                 try:
                     self._wait_ready(max(0.0, deadline - time.monotonic()))
+                    self.ready_in_s = time.monotonic() - spawned
                     break
                 except _PortRace:
                     continue

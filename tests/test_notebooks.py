@@ -8,6 +8,7 @@ an assert on the experiment, an exercise check, and servers stopped at the end.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,39 @@ def test_notebook_shape(path):
     if path.name[:2] != "00":
         assert "edalab.exercises" in "\n".join(code), "an exercise with a check function"
         assert "## Exercise" in text
+
+
+# What a run shows is printed from its result or asserted, never typed into prose: a
+# measured number in a markdown cell goes stale the moment the machine changes.
+MEASURED_NUMBER = re.compile(r"\b\d+\.\d+\s*(?:ms|µs|us|s|x|×|%)(?![\w])|\b\d+(?:\.\d+)?\s?%")
+LESSON_REF = re.compile(r"\b(?:[Nn]otebooks?|[Ll]essons?)\s+(\d\d)\b|\b(\d\d)_[a-z_]+\.ipynb")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_prose_carries_no_measured_numbers(path):
+    """Numbers a run measured come from the run: markdown has no decimals with units or
+    percentages, and the takeaway no digits at all (but for lesson numbers)."""
+    nb = cells(path)
+    for cell in nb:
+        if cell["cell_type"] != "markdown":
+            continue
+        text = source(cell)
+        found = MEASURED_NUMBER.findall(text)
+        assert not found, f"{path.name}: measured-looking numbers {found} in prose: print them from the result"
+    takeaway = LESSON_REF.sub("", source(nb[-1]).split("## Takeaway", 1)[1])
+    assert not re.search(r"\d", takeaway), \
+        f"{path.name}: the takeaway states numbers; print them from the result in the cell before it"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_links_only_to_lessons_that_exist(path):
+    existing = {p.name[:2] for p in NOTEBOOKS}
+    for cell in cells(path):
+        if cell["cell_type"] != "markdown":
+            continue
+        text = source(cell)
+        for match in LESSON_REF.finditer(text):
+            number = match.group(1) or match.group(2)
+            nearby = text[max(0, match.start() - 60): match.end() + 60].lower()
+            assert number in existing or "coming" in nearby, \
+                f"{path.name} points to lesson {number}, which does not exist yet: say 'a later lesson' or '(coming)'"
