@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
@@ -159,10 +159,6 @@ class KafkaSpec(TransportSpec):
         """Create topic ``name`` with ``partitions`` on ``lab`` (kept if it exists) and
         return its spec; keyword arguments override fields (see :meth:`for_lab`)."""
         return cls.for_lab(lab, lab.create_topic(name, partitions=partitions), **overrides)
-
-    def with_topic(self, topic: str) -> "KafkaSpec":
-        """The same settings for another topic."""
-        return replace(self, topic=topic)
 
     def publisher(self) -> "KafkaPublisher":
         return KafkaPublisher(self)

@@ -30,7 +30,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -135,9 +135,6 @@ class RedisPubSubSpec(TransportSpec):
     def for_lab(cls, lab: "Lab", channel: str, **overrides: Any) -> "RedisPubSubSpec":
         """The spec for ``channel`` on ``lab``'s Redis."""
         return cls(url=lab.redis_url, channel=channel, **overrides)
-
-    def with_channel(self, channel: str) -> "RedisPubSubSpec":
-        return replace(self, channel=channel)
 
     def publisher(self) -> "RedisPubSubPublisher":
         return RedisPubSubPublisher(self)
@@ -293,9 +290,6 @@ class RedisStreamSpec(TransportSpec):
     def for_lab(cls, lab: "Lab", stream: str, **overrides: Any) -> "RedisStreamSpec":
         """The spec for ``stream`` on ``lab``'s Redis; keyword arguments override fields."""
         return cls(url=lab.redis_url, stream=stream, **overrides)
-
-    def with_stream(self, stream: str) -> "RedisStreamSpec":
-        return replace(self, stream=stream)
 
     def publisher(self) -> "RedisStreamPublisher":
         return RedisStreamPublisher(self)
