@@ -7,9 +7,7 @@ interval after ordering; the dish cooks between half and one and a half times
 
 from __future__ import annotations
 
-import math
-
-from edalab.exercises import Feedback
+from edalab.exercises import Feedback, read_number
 
 __all__ = ["POLL_INTERVAL_S", "COOK_TIME_MEAN_S", "TOLERANCE", "question", "expected_calls",
            "check_calls_per_order", "hint", "solution"]
@@ -40,26 +38,33 @@ def expected_calls(poll_interval_s: float = POLL_INTERVAL_S,
 
 def check_calls_per_order(answer, poll_interval_s: float = POLL_INTERVAL_S,
                           cook_time_mean_s: float = COOK_TIME_MEAN_S) -> Feedback:
-    """Accept an answer within :data:`TOLERANCE` (relative) of the expected calls per order."""
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return Feedback(False, f"give a number of calls, not {answer!r}.")
-    if not math.isfinite(value):
-        return Feedback(False, "give a finite number of calls.")
+    """Accept an answer within :data:`TOLERANCE` (relative) of the expected calls per order.
+
+    ``None`` (not answered yet), text such as ``"12.5"``, zero and negatives get a
+    Feedback that says what to fix; only a number near the expected mean passes.
+    """
+    value = read_number(answer, "the calls per order", unit="calls", positive=True)
+    if isinstance(value, Feedback):
+        return value
+    settings = [read_number(poll_interval_s, "poll_interval_s", unit="seconds", positive=True),
+                read_number(cook_time_mean_s, "cook_time_mean_s", unit="seconds", positive=True)]
+    for setting in settings:
+        if isinstance(setting, Feedback):
+            return setting
+    poll_interval_s, cook_time_mean_s = settings
     expected = expected_calls(poll_interval_s, cook_time_mean_s)
     ratio = cook_time_mean_s / poll_interval_s
     if abs(value - expected) <= TOLERANCE * expected:
         return Feedback(True, f"{value:g} calls; the exact mean is {expected:.2f}: cook time / interval "
                               f"= {ratio:g}, plus about half a call because the ask that hears 'yes' "
-                              f"comes after the food is ready. An event would have cost the waiter "
-                              f"no call for this order at all.")
+                              f"comes after the food is ready. Being told costs one subscription "
+                              f"shared by every order instead.")
     if value <= 1.5:
-        return Feedback(False, "that is what being told costs (one subscription for every order). "
-                               "Here the customer asks again every interval until the food is ready.")
+        return Feedback(False, f"{value:g} is about what being told costs (one subscription shared by every "
+                               f"order). Here the customer asks again every interval until the food is ready.")
     if abs(value - ratio / 2) <= TOLERANCE * ratio / 2:
-        return Feedback(False, "that is half of it. Half an interval is the average *delay* after the food "
-                               "is ready; the calls cover the whole cook time.")
+        return Feedback(False, f"{value:g} is about half of it. Half an interval is the average *delay* after "
+                               f"the food is ready; the calls cover the whole cook time.")
     direction = "too many" if value > expected else "too few"
     return Feedback(False, f"{value:g} is {direction}. How many intervals fit into the average cook time?")
 

@@ -8,29 +8,29 @@ __all__ = ["calls_per_order", "delay_per_order", "order_timeline", "pick_order"]
 
 # REST polling at several intervals: the shortest gets the course's REST colour.
 _EXTRA_POLL_COLORS = ("tab:purple", "tab:pink", "tab:gray")
-_DESIGN_NAMES = {"rest-poll": "REST polling", "redis-pubsub": "events: Redis pub/sub",
+_METHOD_NAMES = {"rest-poll": "REST polling", "redis-pubsub": "events: Redis pub/sub",
                  "kafka": "events: Kafka"}
 
 
 def _colors(result) -> dict[str, str]:
     colors, extra = {}, iter(_EXTRA_POLL_COLORS)
     for _, row in result.summary.sort_values("poll_interval_s").iterrows():
-        if row["design"] == "rest-poll":
+        if row["method"] == "rest-poll":
             first = _METHOD_COLORS["rest-poll"] not in colors.values()
             colors[row["label"]] = _METHOD_COLORS["rest-poll"] if first else next(extra, "0.4")
         else:
-            colors[row["label"]] = _METHOD_COLORS.get(row["design"], "0.4")
+            colors[row["label"]] = _METHOD_COLORS.get(row["method"], "0.4")
     return colors
 
 
 def _pretty(row) -> str:
-    if row["design"] == "rest-poll":
+    if row["method"] == "rest-poll":
         return f"REST polling every {row['poll_interval_s'] * 1000:g} ms"
-    return _DESIGN_NAMES.get(row["design"], row["design"])
+    return _METHOD_NAMES.get(row["method"], row["method"])
 
 
 def calls_per_order(result, ax=None):
-    """Calls made per order against its cook time, one colour per design (notebook 01).
+    """Calls made per order against its cook time, one colour per method (notebook 01).
 
     REST polling: each order's own "is it ready?" requests, with the model
     ceil(cook / interval) as a dashed staircase. Events: the waiter's requests
@@ -47,7 +47,7 @@ def calls_per_order(result, ax=None):
         color = colors[row["label"]]
         ax.plot(mine["cook_s"], mine["calls"], "o", color=color, alpha=0.8, ms=5,
                 label=f"{_pretty(row)}: {row['calls_per_order']:.2f} per order")
-        if row["design"] == "rest-poll":
+        if row["method"] == "rest-poll":
             ax.plot(grid, np.ceil(grid / row["poll_interval_s"]), "--", color=color, lw=1, alpha=0.6)
     ax.plot([], [], "--", color="0.4", lw=1, label="model: ceil(cook time / interval)")
     ax.set_xlabel("cook time of the order (s)")
@@ -61,18 +61,18 @@ def calls_per_order(result, ax=None):
 def delay_per_order(result, ax=None):
     """Delay from "food ready" to "customer knows" per order, against cook time (notebook 01).
 
-    Log y axis: polling delays are tens to hundreds of ms, push delays about one.
+    Log y axis: polling delays are tens to hundreds of ms, push delays far shorter.
     For polling the points follow a saw: the delay is the wait for the next ask.
     """
     ax = _axes(ax)
     colors = _colors(result)
     samples = result.samples
     for _, row in result.summary.iterrows():
-        mine = samples[(samples["label"] == row["label"]) & samples["delay_ms"].notna()]
+        mine = samples[(samples["label"] == row["label"]) & samples["latency_ms"].notna()]
         color = colors[row["label"]]
-        ax.plot(mine["cook_s"], mine["delay_ms"].clip(lower=0.05), "o", color=color, alpha=0.8, ms=5,
-                label=f"{_pretty(row)}: mean {row['delay_mean_ms']:.1f} ms")
-        ax.axhline(row["delay_mean_ms"], color=color, lw=1, alpha=0.5)
+        ax.plot(mine["cook_s"], mine["latency_ms"].clip(lower=0.05), "o", color=color, alpha=0.8, ms=5,
+                label=f"{_pretty(row)}: mean {row['latency_mean_ms']:.1f} ms")
+        ax.axhline(row["latency_mean_ms"], color=color, lw=1, alpha=0.5)
     ax.set_yscale("log")
     ax.set_xlabel("cook time of the order (s)")
     ax.set_ylabel("delay after ready (ms)")
@@ -82,13 +82,13 @@ def delay_per_order(result, ax=None):
 
 
 def pick_order(result) -> int:
-    """An order known in every design whose REST call count is the median (a typical one)."""
+    """An order known in every method whose REST call count is the median (a typical one)."""
     samples = result.samples
     everywhere = samples.groupby("order")["known_at_s"].apply(lambda s: s.notna().all())
     candidates = samples[samples["order"].isin(everywhere[everywhere].index)]
     if not len(candidates):
-        raise ValueError("No order was known in every design; pass order= explicitly.")
-    polls = candidates[candidates["design"] == "rest-poll"]
+        raise ValueError("No order was known in every method; pass order= explicitly.")
+    polls = candidates[candidates["method"] == "rest-poll"]
     pool = polls if len(polls) else candidates
     pool = pool[pool["label"] == pool["label"].iloc[0]]
     median = pool["cook_s"].median()
@@ -96,6 +96,8 @@ def pick_order(result) -> int:
 
 
 def _requests(count: float) -> str:
+    if count != count:  # NaN: the listener's body wrote no counters
+        return "requests not reported"
     return f"{count:.0f} request" + ("" if round(count) == 1 else "s")
 
 
@@ -116,7 +118,7 @@ def _arrow(ax, x0, y0, x1, y1, color, text=None, text_x=None, style="-|>", fonts
 
 
 def order_timeline(result, order: int | None = None, labels=None):
-    """One order as a sequence diagram per design, from the measured timestamps (notebook 01).
+    """One order as a sequence diagram per method, from the measured timestamps (notebook 01).
 
     Time runs down, in seconds since the order was placed. REST polling: every
     "is it ready?" the customer asked and the answer ("no" / "yes"). Events: the
@@ -160,7 +162,7 @@ def order_timeline(result, order: int | None = None, labels=None):
         row = summary.loc[label]
         ready_s = rel(label, kitchen.loc[label, "ready_at_s"])
         known_s = rel(label, samples.loc[label, "known_at_s"])
-        polling = row["design"] == "rest-poll"
+        polling = row["method"] == "rest-poll"
         ax.set_xlim((-0.9, 1.7) if polling else (-0.7, 2.7))
         if polling:
             _lifelines(ax, ["customer", "kitchen\n(REST API)"], top_s, bottom_s)
@@ -174,20 +176,22 @@ def order_timeline(result, order: int | None = None, labels=None):
             title = f"{_pretty(row)}\n{len(mine)} calls for this order"
             knower = 0
         else:
-            broker = "Redis\n(pub/sub)" if row["design"] == "redis-pubsub" else "Kafka\nbroker"
+            broker = "Redis\n(pub/sub)" if row["method"] == "redis-pubsub" else "Kafka\nbroker"
             _lifelines(ax, ["kitchen", broker, "waiter"], top_s, bottom_s)
             ax.plot(0, 0, "o", color="0.2")
             ax.text(0.08, 0, "order in", fontsize=8, va="center")
-            color = _METHOD_COLORS.get(row["design"], "0.3")
+            color = _METHOD_COLORS.get(row["method"], "0.3")
             _arrow(ax, 0, ready_s, 1, ready_s, color, "order.ready")
             if not math.isnan(known_s):
                 _arrow(ax, 1, ready_s, 2, known_s, color, "order.ready")
             title = f"{_pretty(row)}\n{_requests(row['requests_total'])} for all {row['orders']:.0f} orders"
-            if row["design"] == "kafka" and row["open_s"] > 0:
-                title += f"\n(fetches: {row['requests_open'] / row['open_s']:.1f}/s in the background)"
+            if row["requests_open_per_s"] > 0:  # measured: the waiter's client kept asking
+                title += f"\n(requests: {row['requests_open_per_s']:.1f}/s in the background)"
                 waiting = "its client keeps\nfetching from\nthe broker"
-            else:
+            elif row["requests_open_per_s"] == 0:
                 waiting = "waits on an\nopen connection,\nno calls"
+            else:
+                waiting = "(requests not\nreported)"
             ax.text(2.08, ready_s / 2, waiting, fontsize=7.5, va="center", color="0.35")
             knower = 2
         kitchen_x = 1 if polling else 0
@@ -195,11 +199,11 @@ def order_timeline(result, order: int | None = None, labels=None):
         ax.text(kitchen_x + (0.1 if polling else -0.1), ready_s, "food\nready", fontsize=8, va="center",
                 ha="left" if polling else "right", color="tab:orange")
         if not math.isnan(known_s):
-            delay_ms = (known_s - ready_s) * 1000
+            latency_ms = samples.loc[label, "latency_ms"]
             side = -1 if polling else 1  # the bracket goes on the outer side of the one who knows
             ax.annotate("", xy=(knower + 0.15 * side, known_s), xytext=(knower + 0.15 * side, ready_s),
                         arrowprops=dict(arrowstyle="|-|", color="tab:green", lw=1.5, shrinkA=0, shrinkB=0))
-            ax.text(knower + 0.2 * side, max(known_s, ready_s) + 0.02, f"knows after\n{delay_ms:.0f} ms",
+            ax.text(knower + 0.2 * side, max(known_s, ready_s) + 0.02, f"knows after\n{latency_ms:.1f} ms",
                     ha="right" if polling else "left", va="top", fontsize=8, color="tab:green")
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
