@@ -1,7 +1,8 @@
 """Charts of the fan-out and competing-consumers experiments (notebook 03).
 
-Each function draws one result of :mod:`edalab.experiments.fanout` on an optional
-matplotlib ``Axes`` and returns the ``Axes``.
+Each function draws one result of :mod:`edalab.experiments.fanout`, ``competing``,
+``rebalance`` or ``rest_vs_broker`` on an optional matplotlib ``Axes`` and returns the
+``Axes``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ __all__ = [
     "rebalance_timeline",
 ]
 
-#: colours of the producers compared in :func:`publish_time_vs_services`
-PRODUCER_COLORS = {"rest-sequential": "tab:red", "rest-parallel": "tab:orange",
-                   "kafka": _METHOD_COLORS["kafka"]}
+#: colours of the REST producers in :func:`publish_time_vs_services` until the course-wide
+#: METHOD_COLORS has them (red belongs to REST polling, so these are greys)
+PRODUCER_COLORS = {"rest-sequential": "0.15", "rest-parallel": "0.55", **_METHOD_COLORS}
+_PRODUCER_STYLES = {"rest-sequential": "s-", "rest-parallel": "^--"}
 _PRODUCER_LABELS = {"rest-sequential": "REST: call each service in turn",
                     "rest-parallel": "REST: call all services at once",
                     "kafka": "Kafka: publish once (wait for the broker's ack)"}
@@ -38,17 +40,17 @@ def _partition_color(partition) -> str:
 
 
 def fan_out_deliveries(result, ax=None):
-    """Events each service received, per transport, against events produced (notebook 03)."""
+    """Events each service received, per method (transport), against events produced (notebook 03)."""
     import numpy as np
 
     ax = _axes(ax)
     s = result.summary
     services = list(dict.fromkeys(s["service"]))
-    transports = list(dict.fromkeys(s["transport"]))
+    transports = list(dict.fromkeys(s["method"]))
     width = 0.8 / max(len(transports), 1)
     x = np.arange(len(services))
     for i, transport in enumerate(transports):
-        rows = s[s["transport"] == transport].set_index("service").reindex(services)
+        rows = s[s["method"] == transport].set_index("service").reindex(services)
         bars = ax.bar(x + (i - (len(transports) - 1) / 2) * width, rows["delivered"], width,
                       label=transport, color=_METHOD_COLORS.get(transport))
         ax.bar_label(bars, fontsize=8)
@@ -191,7 +193,7 @@ def publish_time_vs_services(result, ax=None):
     for method, rows in s.groupby("method", sort=False):
         rows = rows.sort_values("services")
         color = PRODUCER_COLORS.get(method)
-        ax.plot(rows["services"], rows["publish_p50_ms"], "o-", color=color,
+        ax.plot(rows["services"], rows["publish_p50_ms"], _PRODUCER_STYLES.get(method, "o-"), color=color,
                 label=_PRODUCER_LABELS.get(method, method))
         ax.errorbar(rows["services"], rows["publish_p50_ms"],
                     yerr=[0 * rows["publish_p50_ms"], rows["publish_p90_ms"] - rows["publish_p50_ms"]],
