@@ -1,14 +1,17 @@
-"""The polling-vs-push experiment and the measurement core, end to end on real servers."""
+"""The polling-vs-push experiment (notebook 02), its inputs, widget and exercise, on real servers."""
 
 from __future__ import annotations
 
 import time
+import warnings
 
 import httpx
 import pandas as pd
 import pytest
 
-from edalab import Recorder, Role
+from edalab import ConfigError, Recorder, Role
+from edalab._checks import EdalabWarning
+from edalab.exercises import n02
 from edalab.experiments import polling_vs_push
 from edalab.roles import consume, produce
 from edalab.transports.http import BackgroundServer, EventServiceSpec, event_service_app
@@ -28,38 +31,132 @@ def test_polling_delay_follows_the_model_and_push_beats_it(lab, tmp_path):
     assert poll.loc[0.4, "latency_mean_ms"] > 3 * poll.loc[0.05, "latency_mean_ms"]
     push = result.push().set_index("method")
     assert (push["latency_mean_ms"] < poll.loc[0.4, "latency_mean_ms"] / 5).all()
-    # a 50 ms poller asks more often than events arrive (40/s): many empty answers
-    assert poll.loc[0.05, "empty_per_event"] > 0
+    # 40 events/s: a 50 ms poller sees two events per interval, a 400 ms one sixteen, so
+    # per event the slow poller asks far less; empty answers are rare at both
+    assert poll.loc[0.05, "requests_per_event"] > 3 * poll.loc[0.4, "requests_per_event"]
+    assert poll.loc[0.4, "requests_per_event"] < 0.5
+    assert poll.loc[0.05, "empty_per_event"] < poll.loc[0.05, "requests_per_event"]
     assert push.loc["redis-pubsub", "requests_per_event"] < 0.2
     assert set(result.samples["method"]) == {"rest-poll", "sse", "redis-pubsub"}
+    assert result.summary["consumer_cpu_s"].notna().all() and (result.summary["consumer_cpu_s"] >= 0).all()
+    assert list(result.table()["method"]) == ["rest-poll", "rest-poll", "sse", "redis-pubsub"]
 
 
-def test_invalid_parameters_are_refused_before_anything_starts(lab):
-    with pytest.raises(ValueError, match="Unknown methods"):
-        polling_vs_push(lab, methods=["carrier-pigeon"])
-    with pytest.raises(ValueError, match="positive"):
-        polling_vs_push(lab, poll_intervals_s=(0.0,), methods=["rest-poll"])
+@pytest.mark.parametrize("settings, message", [
+    (dict(events=0), "events must be at least 1"),
+    (dict(events=2.5), "events must be a whole number"),
+    (dict(methods="sse"), r"\['sse'\]"),
+    (dict(methods=["carrier-pigeon"]), "unknown \\['carrier-pigeon'\\]"),
+    (dict(methods=[]), "at least one"),
+    (dict(poll_intervals_s=[100]), "at most 60 seconds"),
+    (dict(poll_intervals_s=[0.0]), "more than 0 seconds"),
+    (dict(poll_intervals_s=0.1), "list of numbers in seconds"),
+    (dict(rate_per_s="fast"), "events per second"),
+    (dict(rate_per_s=0), "more than 0 events per second"),
+    (dict(consumer="receive_events"), "role body"),
+])
+def test_bad_settings_are_refused_before_anything_starts(lab, tmp_path, settings, message):
+    with pytest.raises(ConfigError, match=message):
+        polling_vs_push(lab, run_dir=tmp_path / "run", progress=False, **settings)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("settings", [dict(poll_intervals_s=[8]), dict(poll_intervals_s=[0.001]),
+                                      dict(rate_per_s=2000), dict(events=100_000)])
+def test_unlikely_settings_warn_with_the_unit_before_the_run(lab, tmp_path, settings):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EdalabWarning)  # the warning stops the run: nothing starts
+        with pytest.raises(EdalabWarning, match="seconds|events") as caught:
+            polling_vs_push(lab, run_dir=tmp_path / "run", progress=False, **settings)
+    assert not (tmp_path / "run").exists(), caught.value
+
+
+def count_and_note(ctx, spec, receive_timeout_s=0.25):
+    """A learner's consumer: records every event and notes each batch size."""
+    subscriber = spec.subscriber()
+    trace = ctx.recorder.consumer_trace(ctx.name)
+    try:
+        if ctx.gate() is None:
+            return
+        while not ctx.stopping:
+            batch = subscriber.receive(receive_timeout_s)
+            for delivery in batch:
+                trace.record(delivery)
+            if batch:
+                ctx.note("batch", size=len(batch))
+                trace.write_counters(subscriber.counters)
+    finally:
+        subscriber.close()
+        trace.close()
+
+
+def test_a_learner_written_consumer_runs_as_the_consumer_role(lab, tmp_path):
+    result = polling_vs_push(lab, poll_intervals_s=[0.2], methods=["rest-poll", "redis-pubsub"], events=12,
+                             rate_per_s=30, consumer=count_and_note, run_dir=tmp_path, progress=False)
+    assert list(result.summary["delivered"]) == [12, 12]
+    for trial in ("rest-poll-200ms", "redis-pubsub"):
+        notes = Recorder(tmp_path / trial).notes("consumer")
+        assert notes["size"].sum() == 12, notes
+    # the poller picked up several events per poll: fewer batches than events
+    assert len(Recorder(tmp_path / "rest-poll-200ms").notes("consumer")) < 12
+
+
+def test_exercise_check_answers_every_input_with_feedback():
+    rtt = 1.5
+    good = n02.check_prediction(0.3, rtt, 150 + rtt, 1 / 0.3)
+    assert good.ok and "151.5 ms" in good.message
+    for mean_ms, rps, words in [(None, None, "still None"), ("151", 3.3, "without quotes"),
+                                (-151, 3.3, "more than zero"), (0, 3.3, "more than zero"),
+                                (151.5, -3.3, "more than zero"), (151.5, "3", "without quotes"),
+                                (True, 3.3, "should be a number"), (0.15, 3.3, "0.15 s would be 150 ms"),
+                                (300 + rtt, 1 / 0.3, "where in the interval"), (151.5, 0.3, "every tick")]:
+        feedback = n02.check_prediction(0.3, rtt, mean_ms, rps)
+        assert not feedback.ok and words in feedback.message, (mean_ms, rps, feedback)
+    assert not n02.check_prediction(None, rtt, 151.5, 3.3).ok
+    assert not n02.check_prediction(-0.3, rtt, 151.5, 3.3).ok
+    assert not n02.check_prediction(0.3, "1.5", 151.5, 3.3).ok
+    assert n02.hint() and "1 / poll_interval_s" in n02.solution()
+
+
+def test_widget_runs_the_experiment_once_and_shows_charts_and_errors(lab):
+    from edalab.widgets import polling_vs_push_widget
+
+    box = polling_vs_push_widget(lab)
+    intervals, methods = box.children[0].children
+    events, rate = box.children[1], box.children[2]
+    intervals.value, methods.value = (0.05,), ("rest-poll", "redis-pubsub")
+    events.value, rate.value = 10, 20
+    states = []
+    box.run_button.observe(lambda change: states.append(change["new"]), "disabled")
+    box.run_button.click()
+    assert states == [True, False]  # disabled while it ran, enabled again after
+    outputs = box.output.outputs
+    shown = " ".join(str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    assert "Figure" in shown and "redis-pubsub" in shown and "rest-poll" in shown, outputs
+    assert not any(o.get("name") == "stderr" for o in outputs), outputs
+    # no method chosen: the ConfigError is shown in the output, and the button works again
+    methods.value = ()
+    box.run_button.click()
+    errors = "".join(o.get("text", "") for o in box.output.outputs if o.get("name") == "stderr")
+    assert "ConfigError" in errors and "methods" in errors, box.output.outputs
+    assert not box.run_button.disabled
 
 
 @pytest.mark.parametrize("transport", ["redis-pubsub", "redis-stream", "kafka"])
-def test_a_killed_consumer_loses_events_only_on_pubsub(lab, tmp_path, transport):
+def test_a_stopped_consumer_misses_events_only_on_pubsub(lab, tmp_path, transport):
     """Sent while the consumer was down: gone on pub/sub (and counted), delivered later elsewhere."""
-    from edalab.transports.kafka import KafkaSpec
-    from edalab.transports.redis import RedisPubSubSpec, RedisStreamSpec
-
-    name = f"down-{transport}-{time.time_ns()}"
-    spec = {"redis-pubsub": lambda: RedisPubSubSpec(lab.redis_url, name),
-            "redis-stream": lambda: RedisStreamSpec(lab.redis_url, name),
-            "kafka": lambda: KafkaSpec.for_lab(lab, lab.create_topic(name))}[transport]()
+    spec = lab.transport(transport)
     recorder = Recorder(tmp_path)
-    billing = Role("billing", consume, recorder, spec=spec, group="billing").start()
-    first = Role("kitchen-1", produce, recorder, spec=spec, schedule_s=[i * 0.01 for i in range(10)]).start()
+    billing = Role("billing", consume, recorder, kwargs={"spec": spec, "group": "billing"}).start()
+    first = Role("kitchen-1", produce, recorder,
+                 kwargs={"spec": spec, "schedule_s": [i * 0.01 for i in range(10)]}).start()
     assert first.join(20)
     deadline = time.monotonic() + 10
     while len(recorder.received()) < 10 and time.monotonic() < deadline:
         time.sleep(0.05)
     billing.stop()  # clean stop: commits what it processed
-    second = Role("kitchen-2", produce, recorder, spec=spec, schedule_s=[i * 0.01 for i in range(10)]).start()
+    second = Role("kitchen-2", produce, recorder,
+                  kwargs={"spec": spec, "schedule_s": [i * 0.01 for i in range(10)]}).start()
     assert second.join(20)
     billing.start()  # back, same group
     deadline = time.monotonic() + 15
@@ -68,19 +165,19 @@ def test_a_killed_consumer_loses_events_only_on_pubsub(lab, tmp_path, transport)
     billing.stop()
     summary = recorder.summary(groups=["billing"]).loc["billing"]
     assert summary["produced"] == 20
-    if transport == "redis-pubsub":
-        assert summary["lost"] == 10, summary
-    else:
+    if spec.capabilities.durable:
         assert summary["lost"] == 0 and summary["delivered"] == 20, summary
+    else:
+        assert summary["lost"] == 10, summary
 
 
 def test_a_killed_webhook_receiver_shows_up_as_failed_deliveries(tmp_path):
     with BackgroundServer(event_service_app()) as service:
         spec = EventServiceSpec(service.url, mode="webhook")
         recorder = Recorder(tmp_path)
-        receiver = Role("billing", consume, recorder, spec=spec).start()
+        receiver = Role("billing", consume, recorder, kwargs={"spec": spec}).start()
         receiver.kill()  # its registration stays with the service; nobody answers there any more
-        producer = Role("kitchen", produce, recorder, spec=spec, schedule_s=[0.0, 0.01, 0.02]).start()
+        producer = Role("kitchen", produce, recorder, kwargs={"spec": spec, "schedule_s": [0.0, 0.01, 0.02]}).start()
         assert producer.join(10)
         deadline = time.monotonic() + 10
         failed = 0
@@ -101,10 +198,13 @@ def test_cli_run_writes_csv_and_charts(tmp_path):
     results = pd.read_csv(out / "results.csv")
     summary = pd.read_csv(out / "summary.csv")
     assert {"method", "latency_ms", "event_id"} <= set(results.columns)
+    assert {"latency_mean_ms", "requests_per_event", "consumer_cpu_s"} <= set(summary.columns)
     assert set(summary["method"]) >= {"rest-poll", "kafka", "redis-pubsub", "sse"}
+    assert (summary["lost"] == 0).all(), summary
     for chart in ("latency_vs_interval", "latency_cdf", "requests_per_event", "cpu_per_role"):
         png = out / f"{chart}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert "polling model max relative error" in done.stdout
 
 
 def test_cli_run_refuses_an_unknown_experiment(tmp_path):

@@ -43,14 +43,11 @@ def run_cli_experiment(name: str, out: Path, quick: bool = False) -> int:
     import matplotlib.pyplot as plt
 
     for chart, draw in charts.items():
-        fig, ax = plt.subplots(figsize=(8, 4.5))
+        fig, ax = plt.subplots(figsize=(9, 4.5))
         draw(result, ax)
-        fig.tight_layout()
-        fig.savefig(out / f"{chart}.png", dpi=110)
+        fig.savefig(out / f"{chart}.png", dpi=110, bbox_inches="tight")  # the legend sits outside
         plt.close(fig)
-    cols = ["method", "poll_interval_s", "delivered", "lost", "latency_mean_ms", "model_mean_ms",
-            "requests_per_event", "empty_per_event"]
-    print(result.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(result.table().to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     print(f"HTTP round trip {result.rtt_ms:.2f} ms; polling model max relative error "
           f"{result.model_max_rel_error():.1%}")
     print(f"Wrote {out}/results.csv, summary.csv and {len(charts)} charts.")

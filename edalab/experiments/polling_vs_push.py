@@ -3,14 +3,16 @@
 The headline experiment of the course (notebook 02; ``edalab run polling-vs-push``).
 One stream of "order ready" events, produced at random moments, is delivered by:
 
-* REST polling at a sweep of intervals ("is it ready?", the waiter who keeps asking);
+* REST polling at a sweep of intervals ("is it ready?", the guest who keeps asking);
 * long polling (the server holds the question until there is news);
 * Server-Sent Events and webhooks (HTTP push);
 * Redis pub/sub (push), a Redis Streams blocking read, a Kafka consumer (a long-poller).
 
-For each, the delivery delay of every event, the requests and empty responses per
-delivered event, lost and duplicated events, and CPU seconds per role, all measured
-on real servers with each role in its own process.
+Each method is one :class:`~edalab.Scenario`: a consumer role (by default
+:func:`receive_events`; notebook 02 passes its own copy of it) and a producer role,
+started together, with the producer's schedule starting at the one gate. Measured
+for each: the delay of every delivery, requests and empty responses per delivered
+event, and CPU seconds of consumer, producer and the server in the middle.
 
 The model drawn over polling: with events arriving at random moments, an event waits
 on average half a poll interval for the next poll, plus about one HTTP round trip
@@ -19,80 +21,74 @@ on average half a poll interval for the next poll, plus about one HTTP round tri
 
 from __future__ import annotations
 
-import tempfile
+import math
 import time
-import uuid
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
-from edalab._config import quick_mode
+from edalab import _checks
+from edalab._config import new_run_dir, quick_mode
 from edalab._errors import ConfigError
-from edalab.experiments._trial import run_trial
-from edalab.roles import Role, poisson_schedule_s
+from edalab._recorder import Recorder
+from edalab.experiments._polling_analysis import POLL_METHOD, PollingVsPushResult, combine, trial_rows
+from edalab.harness import Scenario
+from edalab.roles import Role, produce
+from edalab.workloads import poisson
 
-__all__ = ["PollingVsPushResult", "polling_vs_push", "PUSH_METHODS", "POLL_METHOD"]
+__all__ = ["PollingVsPushResult", "polling_vs_push", "receive_events", "METHODS", "PUSH_METHODS",
+           "POLL_METHOD"]
 
-POLL_METHOD = "rest-poll"
 PUSH_METHODS = ("long-poll", "sse", "webhook", "redis-pubsub", "redis-stream", "kafka")
+METHODS = (POLL_METHOD, *PUSH_METHODS)
+#: methods served by the HTTP event service, and the EventServiceSpec mode of each
+HTTP_MODES = {POLL_METHOD: "poll", "long-poll": "long-poll", "sse": "sse", "webhook": "webhook"}
+#: the lab server in the middle of each broker method (its CPU is measured when the lab started it)
+BROKER_SERVERS = {"redis-pubsub": "redis", "redis-stream": "redis", "kafka": "kafka"}
 FULL_INTERVALS_S = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-QUICK_INTERVALS_S = (0.02, 0.1, 0.5)
+# Quick: fewer, shorter trials; 10 ms keeps the shortest interval well under the gap between
+# events (rate 30/s), as 20 ms does at the full run's 20/s.
+QUICK_INTERVALS_S = (0.01, 0.1, 0.5)
 
 
-@dataclass
-class PollingVsPushResult:
-    """What :func:`polling_vs_push` measured.
+def receive_events(ctx, spec, receive_timeout_s: float = 0.25) -> None:
+    """The consumer role of notebook 02: receive and record every event, count the cost.
 
-    Attributes:
-        samples: one row per receipt: method, poll_interval_s (NaN for push),
-            event_id, key, latency_ms, duplicate, ...
-        summary: one row per method (and interval): produced, delivered, lost,
-            duplicated, latency_mean/p50/p90/p99_ms, requests_per_event,
-            empty_per_event, consumer/producer/service CPU seconds, model_mean_ms.
-        rtt_ms: median HTTP round trip to the event service, with requests spaced
-            like the events (the model's RTT).
-        params: the settings of the run.
+    ``spec.subscriber()`` is the method: a poller that asks every interval, a long
+    poll, an SSE stream, a webhook server, a Redis or Kafka subscriber. Each
+    ``receive`` waits at most ``receive_timeout_s`` seconds. Counted are the requests
+    from the gate (when the first event may come) up to the latest delivery: the idle
+    tail while the run stops is not part of what an event cost.
     """
-
-    samples: pd.DataFrame
-    summary: pd.DataFrame
-    rtt_ms: float
-    params: dict = field(default_factory=dict)
-
-    def polling(self) -> pd.DataFrame:
-        """The REST-polling rows of the summary, by interval."""
-        return self.summary[self.summary["method"] == POLL_METHOD].sort_values("poll_interval_s")
-
-    def push(self) -> pd.DataFrame:
-        """The summary rows of every method that is not fixed-interval polling."""
-        return self.summary[self.summary["method"] != POLL_METHOD]
-
-    def model_mean_ms(self, poll_interval_s) -> np.ndarray:
-        """The polling model: interval / 2 + one round trip, in ms."""
-        return np.asarray(poll_interval_s, dtype=float) * 1000 / 2 + self.rtt_ms
-
-    def model_max_rel_error(self) -> float:
-        """Largest |measured mean - model| / model over the polling intervals."""
-        rows = self.polling()
-        model = self.model_mean_ms(rows["poll_interval_s"])
-        return float(np.max(np.abs(rows["latency_mean_ms"].to_numpy() - model) / model))
+    subscriber = spec.subscriber()
+    subscriber.wait_ready(timeout_s=30.0)       # e.g. the Kafka group join: not a delay
+    trace = ctx.recorder.consumer_trace(ctx.name)
+    try:
+        if ctx.gate() is None:                  # ready; wait until every role is
+            return
+        while not ctx.stopping:
+            deliveries = subscriber.receive(receive_timeout_s)
+            for delivery in deliveries:
+                trace.record(delivery)          # the event and when it arrived
+            if deliveries:                      # requests and empty answers up to the latest event
+                trace.write_counters(subscriber.counters)
+    finally:
+        subscriber.close()
+        trace.close()
 
 
 def _http_rtt_ms(base_url: str, rate_per_s: float, rounds: int = 40) -> float:
     """Median round trip of ``GET /health``, spaced like the experiment's events.
 
     Spaced, not back to back: on a virtual machine an idle process answers 100-200 us
-    slower than a busy one, and the events of the experiment arrive with idle gaps,
-    so this is the round trip the model's "+ RTT" should use.
+    slower than a busy one, and the events arrive with idle gaps, so this is the
+    round trip the model's "+ RTT" should use.
     """
     import httpx
 
-    from edalab.roles import poisson_schedule_s
-
-    gaps = np.diff([0.0, *poisson_schedule_s(rounds, rate_per_s, seed=11)])
+    gaps = np.diff([0.0, *poisson(rounds, rate_per_s, seed=11)])
     with httpx.Client(base_url=base_url, timeout=5.0) as client:
         client.get("/health")
         times = []
@@ -104,106 +100,121 @@ def _http_rtt_ms(base_url: str, rate_per_s: float, rounds: int = 40) -> float:
     return float(np.median(times))
 
 
+def _process_cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a server process so far (NaN if unknown or gone)."""
+    import psutil
+
+    try:
+        t = psutil.Process(pid).cpu_times()
+        return t.user + t.system
+    except (psutil.Error, TypeError, ValueError):
+        return math.nan
+
+
+def _check_parameters(quick, poll_intervals_s, methods, events, rate_per_s, seed, consumer) -> dict:
+    """Every parameter checked and defaulted before anything starts (ConfigError / EdalabWarning)."""
+    quick = quick_mode(quick)
+    intervals = _checks.numbers(
+        (QUICK_INTERVALS_S if quick else FULL_INTERVALS_S) if poll_intervals_s is None else poll_intervals_s,
+        "poll_intervals_s", unit="seconds", positive=True, maximum=60, sensible=(0.005, 5.0))
+    methods = _checks.choices(METHODS if methods is None else methods, "methods", METHODS)
+    events = _checks.count((30 if quick else 200) if events is None else events,
+                           "events", minimum=1, sensible_max=5000, what="events per method")
+    rate_per_s = _checks.number((30.0 if quick else 20.0) if rate_per_s is None else rate_per_s, "rate_per_s",
+                                unit="events per second", positive=True, sensible=(0.5, 500))
+    seed = _checks.count(seed, "seed")
+    if not callable(consumer):
+        raise ConfigError(f"consumer must be a role body consumer(ctx, spec, receive_timeout_s), "
+                          f"not {type(consumer).__name__}.")
+    if events / rate_per_s > 600:
+        warnings.warn(f"{events} events at {rate_per_s:g} events per second take "
+                              f"{events / rate_per_s:.0f} s per method: is the rate right?",
+                              _checks.EdalabWarning, stacklevel=3)
+    return dict(quick=quick, poll_intervals_s=tuple(sorted(set(intervals))), methods=tuple(dict.fromkeys(methods)),
+                events=events, rate_per_s=rate_per_s, seed=seed)
+
+
 def polling_vs_push(lab, *, poll_intervals_s: Sequence[float] | None = None,
                     methods: Sequence[str] | None = None, events: int | None = None,
-                    rate_per_s: float | None = None, quick: bool | None = None, seed: int = 1,
-                    run_dir: str | Path | None = None, progress: bool = True) -> PollingVsPushResult:
-    """Run the polling-vs-push comparison on ``lab``'s servers.
+                    rate_per_s: float | None = None, consumer: Callable = receive_events,
+                    quick: bool | None = None, seed: int = 1, run_dir: str | Path | None = None,
+                    progress: bool = True) -> PollingVsPushResult:
+    """Run the polling-vs-push comparison on ``lab``'s servers (notebook 02).
 
     Args:
         lab: from :func:`edalab.start`.
-        poll_intervals_s: REST poll intervals to sweep (seconds).
-        methods: which of ``"rest-poll"`` and :data:`PUSH_METHODS` to run (default: all).
-        events: events per method (default 200, quick 30).
-        rate_per_s: mean event rate; arrival times are random (Poisson). Default 20,
-            quick 30 (one second of events per method).
+        poll_intervals_s: REST poll intervals to sweep, in seconds (default 20 ms to
+            1 s; quick: 10, 100, 500 ms). Milliseconds typed as seconds are refused.
+        methods: which of :data:`METHODS` to run, as a list (default: all).
+        events: events per method (default 200, quick 30); at least 1.
+        rate_per_s: mean event rate in events per second (default 20, quick 30); arrival times
+            are random (Poisson), the same for every method.
+        consumer: the consumer role body ``consumer(ctx, spec, receive_timeout_s)``,
+            run as its own process (default :func:`receive_events`).
         quick: the short CI version (default ``$EDALAB_QUICK``).
         seed: the random arrival times are reproducible with the same seed.
-        run_dir: where role traces go (a temporary folder by default).
-        progress: show a progress bar.
+        run_dir: keep the traces here (default: a new folder in the runs directory).
+        progress: show a progress bar per method.
     """
+    from edalab._servers import free_port
     from edalab.transports.http import EventServiceSpec, serve_event_service
 
-    quick = quick_mode(quick)
-    intervals = tuple(poll_intervals_s or (QUICK_INTERVALS_S if quick else FULL_INTERVALS_S))
-    methods = tuple(methods or (POLL_METHOD, *PUSH_METHODS))
-    events = events or (30 if quick else 200)
-    if rate_per_s is None:
-        rate_per_s = 30.0 if quick else 20.0
-    unknown = set(methods) - {POLL_METHOD, *PUSH_METHODS}
-    if unknown:
-        raise ConfigError(f"Unknown methods {sorted(unknown)}; choose from {[POLL_METHOD, *PUSH_METHODS]}.")
-    if any(i <= 0 for i in intervals) or events < 1 or not rate_per_s > 0:
-        raise ConfigError("poll intervals, events and rate_per_s must be positive.")
-    root = Path(run_dir or tempfile.mkdtemp(prefix="edalab-pvp-"))
-    schedule = poisson_schedule_s(events, rate_per_s, seed)
-    tag = uuid.uuid4().hex[:8]
-
-    trials = [(method, interval) for method in methods
-              for interval in (intervals if method == POLL_METHOD else (float("nan"),))]
-
-    from tqdm.auto import tqdm
-
-    from edalab._recorder import Recorder
-
-    from edalab._servers import free_port
-
+    p = _check_parameters(quick, poll_intervals_s, methods, events, rate_per_s, seed, consumer)
+    root = Path(run_dir) if run_dir is not None else new_run_dir("polling-vs-push")
+    schedule_s = poisson(p["events"], p["rate_per_s"], p["seed"])
+    trials = [(m, i) for m in p["methods"]
+              for i in (p["poll_intervals_s"] if m == POLL_METHOD else (math.nan,))]
     base_url = f"http://127.0.0.1:{free_port()}"
-    service = Role("event-service", serve_event_service, Recorder(root / "service"), base_url=base_url)
-    http_needed = any(m in (POLL_METHOD, "long-poll", "sse", "webhook") for m in methods)
-    summaries, samples = [], []
-    rtt_ms = float("nan")
+    # The event service is infrastructure, like the lab's servers: one process for the
+    # whole sweep; each reader starts at the end of its log, so trials do not mix.
+    service = Role("event-service", serve_event_service, Recorder(root / "event-service"),
+                   kwargs={"base_url": base_url})
+    server_pids = {row["service"]: row["pid"] for row in lab.describe()}
+    rows, samples, rtt_ms = [], [], math.nan
     try:
-        if http_needed:
+        if any(m in HTTP_MODES for m in p["methods"]):
             service.start()
-            rtt_ms = _http_rtt_ms(base_url, rate_per_s)
-        bar = tqdm(trials, desc="polling vs push", disable=not progress, leave=False)
-        for method, interval in bar:
-            bar.set_postfix_str(method if np.isnan(interval) else f"{method} {interval * 1000:g} ms")
-            name = method if np.isnan(interval) else f"{method}-{interval * 1000:g}ms"
-            if method == POLL_METHOD:
-                spec = EventServiceSpec(base_url, mode="poll", poll_interval_s=interval)
-            elif method in ("long-poll", "sse", "webhook"):
-                spec = EventServiceSpec(base_url, mode=method)
-            elif method == "redis-pubsub":
-                from edalab.transports.redis import RedisPubSubSpec
-
-                spec = RedisPubSubSpec(lab.redis_url, f"pvp-{tag}-{name}")
-            elif method == "redis-stream":
-                from edalab.transports.redis import RedisStreamSpec
-
-                spec = RedisStreamSpec(lab.redis_url, f"pvp-{tag}-{name}")
+            rtt_ms = _http_rtt_ms(base_url, p["rate_per_s"], rounds=20 if p["quick"] else 40)
+        for k, (method, interval) in enumerate(trials, 1):
+            if method in HTTP_MODES:
+                spec = EventServiceSpec(base_url, mode=HTTP_MODES[method],
+                                        poll_interval_s=0.1 if math.isnan(interval) else interval)
+                server_cpu = service.cpu_seconds
             else:
-                from edalab.transports.kafka import KafkaSpec
-
-                spec = KafkaSpec.for_lab(lab, lab.create_topic(f"pvp-{tag}-{name}"))
-            service_cpu_before = service.cpu_seconds() if service.alive else 0.0
-            # Push methods may hold a receive for a while when idle (a long poll's point),
-            # but not so long that stopping the consumer waits for it; fixed-interval
-            # polling must not hold at all, or its schedule would slip.
-            trial_samples, summary, cpu = run_trial(
-                root / name, spec, schedule, receive_timeout_s=0.1 if method == POLL_METHOD else 0.25,
-                settle_timeout_s=max(5.0, 3 * interval if method == POLL_METHOD else 0.0))
-            row = summary.iloc[0].to_dict()
-            row.update(method=method, poll_interval_s=interval, consumer_cpu_s=cpu["consumer-0"],
-                       producer_cpu_s=cpu["producer"],
-                       service_cpu_s=(service.cpu_seconds() - service_cpu_before)
-                       if method in (POLL_METHOD, "long-poll", "sse", "webhook") else 0.0)
-            summaries.append(row)
-            trial_samples = trial_samples.assign(method=method, poll_interval_s=interval)
+                spec = lab.transport(method)
+                pid = server_pids.get(BROKER_SERVERS[method])
+                server_cpu = lambda pid=pid: _process_cpu_s(pid)  # noqa: E731
+            name = method if math.isnan(interval) else f"{method}-{interval * 1000:g}ms"
+            # A poller must not hold a receive past its next tick; the others may wait a
+            # little when idle (a long poll's point), not so long that stopping waits.
+            row, trial_samples = _run_trial(
+                root / name, method, interval, spec, schedule_s, consumer,
+                receive_timeout_s=0.1 if method == POLL_METHOD else 0.25,
+                settle_s=max(5.0, 0.0 if math.isnan(interval) else 3 * interval), server_cpu=server_cpu,
+                progress=f"{name} ({k}/{len(trials)})" if progress else False)
+            rows.append(row)
             samples.append(trial_samples)
-        bar.close()
     finally:
         service.stop()
-    summary = pd.DataFrame(summaries)
-    if len(summary):
-        summary["model_mean_ms"] = np.where(summary["method"] == POLL_METHOD,
-                                            summary["poll_interval_s"] * 1000 / 2 + rtt_ms, np.nan)
-    front = ["method", "poll_interval_s", "produced", "delivered", "lost", "duplicated",
-             "latency_mean_ms", "model_mean_ms", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms",
-             "requests_per_event", "empty_per_event", "consumer_cpu_s", "producer_cpu_s", "service_cpu_s"]
-    summary = summary[[c for c in front if c in summary] + [c for c in summary if c not in front]]
-    params = dict(poll_intervals_s=intervals, methods=methods, events=events, rate_per_s=rate_per_s,
-                  quick=quick, seed=seed, run_dir=str(root))
-    return PollingVsPushResult(pd.concat(samples, ignore_index=True) if samples else pd.DataFrame(),
-                               summary.reset_index(drop=True), rtt_ms, params)
+    params = {**p, "run_dir": str(root)}
+    return combine(rows, samples, rtt_ms, p["rate_per_s"], params)
+
+
+def _run_trial(run_dir: Path, method: str, interval: float, spec, schedule_s: list[float],
+               consumer: Callable, *, receive_timeout_s: float, settle_s: float,
+               server_cpu: Callable[[], float], progress: str | bool):
+    """One method: consumer and producer ready, the gate, the schedule, wait, stop; its rows."""
+    sc = Scenario(run_dir.name, run_dir=run_dir)
+    sc.add("consumer", consumer, kwargs={"spec": spec, "receive_timeout_s": receive_timeout_s})
+    sc.add("producer", produce, kwargs={"spec": spec, "schedule_s": schedule_s})
+    server_before = server_cpu()
+    with sc.run(expect_events=len(schedule_s), progress=progress) as run:
+        # Done when every event arrived (a producer that fails ends the run with its log);
+        # the producer may still be closing then: leaving the block stops both.
+        run.until_delivered(len(schedule_s), roles=["consumer"], timeout_s=schedule_s[-1] + settle_s)
+        duration_s = run.elapsed_s()
+        server_s = server_cpu() - server_before
+    cpu = {"consumer": sc["consumer"].cpu_seconds(), "producer": sc["producer"].cpu_seconds(),
+           "server": server_s}
+    return trial_rows(method, interval, sc.recorder.summary(groups=["consumer"]), sc.recorder.samples(),
+                      cpu, duration_s)
