@@ -9,7 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from edalab.experiments.polling_vs_push import PollingVsPushResult, polling_vs_push
-from edalab.experiments.fanout import competing_consumers, fan_out, rebalance, rest_vs_broker
+from edalab.experiments.fanout import fan_out
+from edalab.experiments.competing import competing_consumers
+from edalab.experiments.rebalance import rebalance
+from edalab.experiments.rest_vs_broker import rest_vs_broker
 from edalab.experiments.downtime import DowntimeResult, listener_down, replay
 from edalab.experiments.waiter import WaiterResult, waiter_analogy
 
