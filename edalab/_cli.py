@@ -11,8 +11,11 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -123,21 +126,162 @@ def _notebook_dir(explicit: str | None) -> Path:
                       "repository, or pass --notebooks DIR.")
 
 
+LAB_HELP = """\
+Start edalab up's servers (unless they run), then JupyterLab on the course's notebooks.
+
+Every option edalab does not know goes to JupyterLab unchanged (`jupyter lab --help`
+lists them), for example:
+
+  edalab lab --no-browser --port 8899
+  edalab lab --ServerApp.ip=0.0.0.0 --no-browser
+  edalab lab notebooks/01_request_response_vs_events.ipynb
+
+Run as root (containers, CI), it adds --allow-root for you and says so. Once JupyterLab
+answers, its address with the login token is printed on a line of its own, so a
+machine without a browser (ssh, a container) can copy it. Ctrl+C or SIGTERM stops
+JupyterLab (which shuts its kernels down), then the servers this command started.
+"""
+#: How long JupyterLab may take to start answering before edalab stops waiting for its address.
+_LAB_START_TIMEOUT_S = 120.0
+
+
+class _StopSignal(Exception):
+    """SIGTERM or SIGHUP arrived: leave through the same clean-up as Ctrl+C."""
+
+
+def _raise_stop(signum, frame):
+    raise _StopSignal(signum)
+
+
+def _jupyter_dies_with(parent_pid: int):
+    """preexec for JupyterLab: SIGTERM (its clean shutdown) if edalab lab itself is killed."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent_pid:  # edalab lab died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def _lab_urls(info: dict) -> list[str]:
+    """The addresses to open, token included, from a jpserver-<pid>.json file."""
+    base = info["url"].rstrip("/") + "/"
+    query = f"lab?token={info['token']}" if info.get("token") else "lab"
+    urls = [base + query]
+    if info.get("hostname") == "localhost" and "://localhost:" in base:
+        urls.append(base.replace("://localhost:", "://127.0.0.1:", 1) + query)
+    return urls
+
+
+def _wait_for_jupyter(proc: subprocess.Popen, timeout_s: float) -> dict | None:
+    """JupyterLab's server info once it answers HTTP, or None (it exited, or timed out).
+
+    Why the runtime file rather than building the URL ourselves: JupyterLab decides
+    the port (it moves on to the next one when the asked port is taken), the base URL
+    and the token (the user may pass their own, or none), and it writes exactly those to
+    ``jpserver-<its pid>.json`` in Jupyter's runtime folder once it listens. Reading the
+    file of *our* child's pid finds the right server even when others run, and asking
+    ``/api/status`` with the token proves the printed address works before we print it.
+    """
+    import httpx
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    info_file = Path(jupyter_runtime_dir()) / f"jpserver-{proc.pid}.json"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        try:
+            info = json.loads(info_file.read_text())
+        except (OSError, ValueError):  # not written yet, or half written
+            continue
+        if info.get("sock"):  # a Unix socket: nothing to ask over TCP
+            return info
+        headers = {"Authorization": f"token {info['token']}"} if info.get("token") else {}
+        try:
+            # trust_env=False: a proxy from the environment must not see loopback requests
+            answer = httpx.get(info["url"].rstrip("/") + "/api/status", headers=headers, timeout=5.0,
+                               verify=False, trust_env=False)
+        except httpx.HTTPError:
+            continue
+        if answer.status_code == 200:
+            return info
+    return None
+
+
+def _reap_in_background(pid: int) -> None:
+    """Collect the exit status of our child ``pid`` as soon as it exits.
+
+    ``up()`` starts the supervisor as a child of this process. Unreaped, it stays a
+    zombie after ``down()`` stopped it, ``down()`` keeps seeing it "alive" and waits its
+    whole timeout (10 s) before giving up.
+    """
+    def reap() -> None:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # not our child after all: nothing to collect
+            pass
+
+    threading.Thread(target=reap, name=f"reap-{pid}", daemon=True).start()
+
+
 def cmd_lab(args) -> int:
     from edalab._up import down, up
 
     folder = _notebook_dir(args.notebooks)
+    jupyter_args = list(args.jupyter_args)
+    if jupyter_args[:1] == ["--"]:  # `edalab lab -- --port 8899` still means options
+        jupyter_args = jupyter_args[1:]
+    if os.geteuid() == 0 and not any(a == "--allow-root" or a.startswith("--ServerApp.allow_root")
+                                     for a in jupyter_args):
+        # Jupyter refuses to run as root without it; as root is how containers and CI run.
+        jupyter_args.append("--allow-root")
+        print("Running as root (a container or CI?): passing --allow-root to JupyterLab.", flush=True)
     state, started = up()
-    print(f"Servers: Kafka {state['kafka_bootstrap']}, Redis {state['redis_url']}")
-    cmd = [sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={folder}"] + args.jupyter_args
+    if started:
+        _reap_in_background(int(state["pid"]))
+    print(f"Servers: Kafka {state['kafka_bootstrap']}, Redis {state['redis_url']}", flush=True)
+    cmd = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={folder}", *jupyter_args]
+    stop_signals = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {signal.SIGINT: signal.getsignal(signal.SIGINT)}
+    previous.update({sig: signal.signal(sig, _raise_stop) for sig in stop_signals})
+    proc = None
     try:
-        return subprocess.call(cmd)
+        proc = subprocess.Popen(cmd, preexec_fn=_jupyter_dies_with(os.getpid()))
+        info = _wait_for_jupyter(proc, _LAB_START_TIMEOUT_S)
+        if info is not None:
+            print("JupyterLab is up. Open this address (the token logs you in):", flush=True)
+            for url in _lab_urls(info):
+                print(url, flush=True)
+        elif proc.poll() is None:
+            print(f"JupyterLab did not answer within {_LAB_START_TIMEOUT_S:g} s; its own log above "
+                  f"says where it listens.", flush=True)
+        return proc.wait()
     except KeyboardInterrupt:
         return 130
+    except _StopSignal as stop:
+        return 128 + int(stop.args[0])
     finally:
+        # No second signal may cut the clean-up short: it is what stops the servers.
+        for sig in (*stop_signals, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()  # JupyterLab's SIGTERM handler shuts down kernels, then exits
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
         if started:
             down()
-            print("Stopped the servers this `edalab lab` started.")
+            print("Stopped the servers this `edalab lab` started.", flush=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def cmd_run(args) -> int:
@@ -157,16 +301,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
     sub.add_parser("down", help="stop the servers of edalab up").set_defaults(func=cmd_down)
-    p = sub.add_parser("lab", help="edalab up, then JupyterLab on the course's notebooks")
-    p.add_argument("--notebooks", help="the notebooks folder (default: ./notebooks)")
-    p.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="passed on to jupyter lab")
+    # allow_abbrev=False: a JupyterLab option must never be taken for a prefix of ours.
+    p = sub.add_parser("lab", help="edalab up, then JupyterLab on the course's notebooks (other "
+                       "options go to JupyterLab)", description=LAB_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
+                       usage="edalab lab [-h] [--notebooks DIR] [JUPYTERLAB OPTIONS ...]")
+    p.add_argument("--notebooks", metavar="DIR", help="the notebooks folder (default: ./notebooks)")
     p.set_defaults(func=cmd_lab)
     p = sub.add_parser("run", help="run an experiment without Jupyter, write CSV and charts")
     p.add_argument("experiment", help="e.g. polling-vs-push")
     p.add_argument("--out", required=True, help="folder for results.csv, summary.csv, *.png")
     p.add_argument("--quick", action="store_true", help="the short CI version")
     p.set_defaults(func=cmd_run)
-    args = parser.parse_args(argv)
+    # Known args only: `edalab lab` hands everything it does not know to JupyterLab
+    # (a REMAINDER positional cannot start with an option such as --no-browser).
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "lab":
+        args.jupyter_args = unknown
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
     except EdalabError as exc:

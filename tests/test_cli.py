@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
+import queue
+import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 import uuid
+from pathlib import Path
 
+import httpx
 import psutil
 
 from conftest import run_edalab
+from edalab._servers import free_port
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def ping_with_redis_cli(url: str) -> str:
@@ -100,3 +111,65 @@ def test_errors_are_one_paragraph_not_a_traceback(tmp_path):
     out = run_edalab("up", env=env)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and "EDALAB_TANSU_BIN" in out.stderr
+
+
+def edalab_command() -> list[str]:
+    script = Path(sys.executable).with_name("edalab")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "edalab._cli"]
+
+
+def test_lab_help_says_options_go_to_jupyterlab_and_other_commands_still_refuse_them():
+    help_text = run_edalab("lab", "--help").stdout
+    assert "goes to JupyterLab" in help_text and "--no-browser --port" in help_text
+    refused = run_edalab("status", "--no-browser")
+    assert refused.returncode == 2 and "unrecognized arguments: --no-browser" in refused.stderr
+
+
+def test_lab_takes_jupyter_options_prints_a_working_url_and_leaves_no_process(tmp_path):
+    """`edalab lab --no-browser --port P` (what scripts/lab passes on), as root when run as root."""
+    port = free_port()
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime")}
+    with open(tmp_path / "lab.log", "w") as log:
+        lab = subprocess.Popen([*edalab_command(), "lab", "--no-browser", "--port", str(port)], cwd=REPO,
+                               env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line.rstrip("\n")) for line in lab.stdout], daemon=True).start()
+    printed, url, descendants = [], None, []
+    try:
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline and lab.poll() is None:
+            try:
+                printed.append(lines.get(timeout=0.5))
+            except queue.Empty:
+                continue
+            if re.fullmatch(r"http://\S+/lab\?token=\w+", printed[-1]):
+                url = printed[-1]
+        log_tail = (tmp_path / "lab.log").read_text()[-3000:]
+        assert url, f"no URL printed; stdout: {printed}; log: {log_tail}"
+        assert f":{port}/" in url
+        assert any("--allow-root" in line for line in printed) == (os.geteuid() == 0), printed
+        token = url.split("token=")[1]
+        assert httpx.get(url, timeout=10, trust_env=False).status_code == 200
+        base = url.split("/lab?")[0]
+        assert httpx.get(f"{base}/api/status", headers={"Authorization": f"token {token}"}, timeout=10,
+                         trust_env=False).status_code == 200
+        assert httpx.get(f"{base}/api/status", timeout=10, trust_env=False).status_code == 403
+        descendants = psutil.Process(lab.pid).children(recursive=True)
+        names = " ".join(" ".join(p.cmdline()) for p in descendants)
+        assert "jupyterlab" in names and "edalab._up" in names and "tansu" in names, names
+        assert run_edalab("status").returncode == 0
+    finally:
+        lab.send_signal(signal.SIGTERM)
+        try:
+            code = lab.wait(timeout=30)
+        finally:
+            lab.kill()
+    _, alive = psutil.wait_procs(descendants, timeout=5)
+    assert not alive, f"left running: {[' '.join(p.cmdline()) for p in alive]}"
+    assert code == 128 + signal.SIGTERM
+    time.sleep(0.2)  # the reader thread has the last lines
+    while not lines.empty():
+        printed.append(lines.get())
+    assert "Stopped the servers this `edalab lab` started." in printed
+    assert run_edalab("status").returncode == 3
+    assert not list((tmp_path / "jupyter-runtime").glob("jpserver-*.json")), "JupyterLab did not shut down cleanly"
