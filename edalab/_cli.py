@@ -134,7 +134,7 @@ lists them), for example:
 
   edalab lab --no-browser --port 8899
   edalab lab --ServerApp.ip=0.0.0.0 --no-browser
-  edalab lab notebooks/01_request_response_vs_events.ipynb
+  edalab lab 01_request_response_vs_events.ipynb    (a notebook to open, in notebooks/)
 
 Run as root (containers, CI), it adds --allow-root for you and says so. Once JupyterLab
 answers, its address with the login token is printed on a line of its own, so a
