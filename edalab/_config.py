@@ -13,6 +13,7 @@ EDALAB_KAFKA_HEARTBEAT_MS        consumer heartbeat interval for servers elsewhe
 EDALAB_STATE_DIR                 where ``edalab up`` keeps its state (~/.cache/edalab)
 EDALAB_RUNS_DIR                  where experiments keep their run folders (<state dir>/runs)
 EDALAB_KEEP_RUNS                 how many automatic run folders to keep (20)
+EDALAB_DATA_DIR                  the restaurant's data (default: data/ of this checkout)
 EDALAB_QUICK                     1: experiments run their short CI version
 =============================== ==========================================================
 """

@@ -67,12 +67,24 @@ def down(timeout_s: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             os.kill(pid, 0)
+            if _is_zombie(pid):  # exited, but its parent (e.g. `edalab lab`) has not reaped it yet
+                break
             time.sleep(0.05)
-        os.kill(pid, signal.SIGKILL)  # the servers die with it (PDEATHSIG)
+        else:
+            os.kill(pid, signal.SIGKILL)  # the servers die with it (PDEATHSIG)
     except ProcessLookupError:
         pass
     _state_path().unlink(missing_ok=True)
     return True
+
+
+def _is_zombie(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
 
 
 def _supervise() -> None:
