@@ -31,7 +31,7 @@ import pandas as pd
 
 from edalab import _checks
 from edalab._config import quick_mode
-from edalab._errors import ConfigError
+from edalab._errors import ConfigError, ExperimentError
 from edalab.experiments._downtime_analysis import LAG_STEP_S, DowntimeResult, analyse_trial
 from edalab.experiments._replay import ReplayResult, replay
 from edalab.harness import Run, Scenario
@@ -203,15 +203,35 @@ def _run_round(sc: Scenario, stop_mode: str, specs: dict, body: Callable, p: dic
         else:
             run.sleep(p["before_s"])
             gone_at_s = _kill_between_commits(run, sc, billings, p["commit_interval_s"])
-        for method in specs:
-            name, back_s = f"billing-{method}", gone_at_s[f"billing-{method}"] + p["down_s"]
+        back_s = {name: gone_s + p["down_s"] for name, gone_s in gone_at_s.items()}
+        restarted = set()
+
+        def restart(name: str) -> None:
             # Not run.at().start(): that waits for each role's group join in turn, and
-            # the others would restart late. All start at once; each notes "listening".
-            run.at(back_s).call(functools.partial(sc[name].start, wait=False), label=f"restart {name}")
-            run.at(back_s + p["after_s"]).stop(f"orders-{method}")
+            # the others would restart late. All start at once.
+            sc[name].start(wait=False)
+            restarted.add(name)
+
+        for name, at_s in back_s.items():
+            run.at(at_s).call(functools.partial(restart, name), label=f"restart {name}")
+        # Orders go on for after_s once billing is back (ready again), so the lag at
+        # the restart is rate x time away however long the restart (a Kafka join) took.
+        orders_stop_s = {}
+
+        def schedule_orders_stop() -> bool:
+            for method in specs:
+                name = f"billing-{method}"
+                if name not in orders_stop_s and name in restarted and sc[name].is_ready():
+                    orders_stop_s[name] = run.elapsed_s() + p["after_s"]
+                    run.at(orders_stop_s[name]).stop(f"orders-{method}")
+            return len(orders_stop_s) == len(specs)
+
+        if not run.until(schedule_orders_stop, timeout_s=max(back_s.values()) - run.elapsed_s() + 45):
+            late = [n for n in billings if n not in orders_stop_s]
+            raise ExperimentError(f"{late} did not come back (never ready) within 45 s of the restart. "
+                                  f"The log of {late[0]} ends:\n{sc[late[0]].log_tail()}")
         orders = [sc[f"orders-{m}"] for m in specs]
-        last_s = max(gone_at_s.values()) + p["down_s"] + p["after_s"]
-        run.until(lambda: not any(role.alive for role in orders), timeout_s=last_s - run.elapsed_s() + 30)
+        run.until(lambda: not any(role.alive for role in orders), timeout_s=p["after_s"] + 30)
         run.until(functools.partial(_drained, sc, specs), timeout_s=p["drain_timeout_s"], step_s=0.2)
 
 

@@ -14,10 +14,12 @@ from edalab.plots.polling import (
     requests_per_event,
 )
 from edalab.plots.waiter import calls_per_order, delay_per_order, order_timeline
+from edalab.plots.downtime import lag_panels, outcome_bars, replay_bars, timeline_panels
 from edalab.plots.fanout import (events_per_member, fan_out_deliveries, key_routing,
                                   publish_time_vs_services, rebalance_latency, rebalance_timeline)
 
 __all__ = ["calls_per_order", "delay_per_order", "order_timeline","use_course_style", "axes", "METHOD_COLORS", "latency_vs_interval", "requests_per_event",
            "cpu_per_role", "latency_cdf", "polling_vs_push_dashboard"]
+__all__ += ["lag_panels", "outcome_bars", "replay_bars", "timeline_panels"]  # notebook 04
 __all__ += ["events_per_member", "fan_out_deliveries", "key_routing", "publish_time_vs_services",
             "rebalance_latency", "rebalance_timeline"]  # notebook 03
