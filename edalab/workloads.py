@@ -197,9 +197,8 @@ def restaurant_orders(count: int, order_rate_per_s: float, cook_time_mean_s: flo
     times ``cook_time_mean_s`` (from a second generator seeded ``seed + 1000``). The
     spread of cook times matters: a poller's calls per order is ``ceil(cook /
     interval)``, so its mean depends on the whole spread, not only on the mean (see
-    ``waiter.expected_calls_per_order``). Same result as
-    ``edalab.experiments.waiter.restaurant_orders`` for the same arguments, except that
-    ``count=0`` gives ``[]`` instead of an error.
+    ``waiter.expected_calls_per_order``). ``count=0``
+    gives ``[]`` (no orders), never a default.
 
     Args:
         count: orders, >= 0.

@@ -18,8 +18,9 @@ read from kafka-python's own metrics, because one ``poll()`` may send several
 fetches or none.
 
 Differences of the embedded Tansu from Apache Kafka that matter here (see
-docs/brokers.md): a fetch waits the whole ``fetch_max_wait_ms`` even when data
-arrives meanwhile; ``end_offsets()`` is wrong when the last batch holds more than
+docs/brokers.md): a waiting fetch is not woken by new data, only noticed at the
+broker's next internal re-check (mean delay about 1/6 to 1/4 of ``fetch_max_wait_ms``,
+worst about 1/2); ``end_offsets()`` is wrong when the last batch holds more than
 one record (so :meth:`KafkaSubscriber.lag` uses the high watermark of fetch
 responses instead); a group join takes about half the session timeout.
 """
