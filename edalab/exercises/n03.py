@@ -65,7 +65,7 @@ def check_new_subscriber(lab, body: Callable, *, events: int = 30, name: str = "
     Args:
         lab: from :func:`edalab.start`.
         body: your stock service, ``def stock(ctx, spec): ...``.
-        events: how many events the kitchen sends (about one second at 30 a second).
+        events: how many events the kitchen sends (about half a second at 60 a second).
         name: the new service's role name.
     """
     from edalab import experiments
@@ -83,7 +83,8 @@ def check_new_subscriber(lab, body: Callable, *, events: int = 30, name: str = "
                                "context and the kitchen's transport spec.")
     try:
         result = experiments.fan_out(lab, services=EXISTING_SERVICES, transports=["kafka"], events=events,
-                                     extra_services={name: body}, quick=True, progress=False)
+                                     rate_per_s=60, extra_services={name: body}, quick=True,
+                                     progress=False)
     except EdalabError as exc:
         return Feedback(False, f"your {name} service did not run to the end: {exc}")
     return judge_new_subscriber(result, name)

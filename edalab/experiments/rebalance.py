@@ -152,13 +152,20 @@ def rebalance(lab, *, members: int = 2, partitions: int = 3, rate_per_s: float =
 
 def _moments(lifecycle, roles: Sequence[str], gate_ns: int, origin_ns: int) -> list[tuple]:
     """(change, member, asked_s, done_s) from the timeline's lifecycle rows, in seconds
-    since the first event: asked = the planned moment, done = when the action returned."""
+    since the first event. done = when the action returned; asked = its planned moment, or
+    when the change before it was done if that was later (the owner runs one at a time)."""
     if "planned_s" not in lifecycle.columns:
         return []
     planned = lifecycle[lifecycle["role"].isin(roles) & lifecycle["planned_s"].notna()]
     kinds = {"started": "join", "stopped": "leave"}
-    return [(kinds[r.what], r.role, (gate_ns + r.planned_s * 1e9 - origin_ns) / 1e9,
-             (r.at_ns - origin_ns) / 1e9) for r in planned.itertuples() if r.what in kinds]
+    moments, previous_done_s = [], -np.inf
+    for r in planned.itertuples():
+        if r.what in kinds:
+            done_s = (r.at_ns - origin_ns) / 1e9
+            asked_s = max((gate_ns + r.planned_s * 1e9 - origin_ns) / 1e9, previous_done_s)
+            moments.append((kinds[r.what], r.role, asked_s, done_s))
+            previous_done_s = done_s
+    return moments
 
 
 def longest_gap(times: np.ndarray, after_s: float, until_s: float) -> tuple[float, float, float]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from functools import partial
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ __all__ = ["REST_METHODS", "CallEveryServiceSpec", "RestVsBrokerResult", "rest_s
 
 #: the producers :func:`rest_vs_broker` compares (the column ``method``)
 REST_METHODS = ("rest-sequential", "rest-parallel", "kafka")
-#: events each stage's fresh producer sends first, unmeasured (first calls are slow)
+#: events each stage's fresh producer sends first, unmeasured (first calls are slow); quick: half
 WARMUP_EVENTS = 20
 
 
@@ -187,7 +188,7 @@ def rest_vs_broker(lab, *, services_counts: Sequence[int] | None = None,
         lab: from :func:`edalab.start`.
         services_counts: numbers of services to try, each in 1..8 (default 1-6, quick 1 and 3).
         methods: any of :data:`REST_METHODS`.
-        events: measured events per (method, n) (default 150, quick 40; at least 1).
+        events: measured events per (method, n) (default 150, quick 30; at least 1).
         rate_per_s: events per second, evenly spaced.
         quick: the short CI version (default ``$EDALAB_QUICK``).
         run_dir: keep the traces here (default: a fresh folder under the runs folder).
@@ -208,10 +209,11 @@ def rest_vs_broker(lab, *, services_counts: Sequence[int] | None = None,
     if not counts:
         raise ConfigError("services_counts must list at least one number of services, e.g. [1, 3].")
     methods = _checks.choices(methods, "methods", REST_METHODS)
-    events = _checks.count((40 if quick else 150) if events is None else events, "events", minimum=1,
+    events = _checks.count((30 if quick else 150) if events is None else events, "events", minimum=1,
                            sensible_max=2000, what="events per stage")
     rate_per_s = _checks.number(rate_per_s, "rate_per_s", unit="events per second", positive=True,
                                 sensible=(5, 500))
+    warmup = WARMUP_EVENTS // 2 if quick else WARMUP_EVENTS
     names = SERVICE_NAMES[:counts[-1]]
     tag = uuid.uuid4().hex[:8]
     urls = [f"http://127.0.0.1:{free_port()}" for _ in names]
@@ -224,28 +226,36 @@ def rest_vs_broker(lab, *, services_counts: Sequence[int] | None = None,
     addresses = {"rest-sequential": lambda n: n, "rest-parallel": lambda n: n, "kafka": lambda n: 1}
     listener = {"http": lambda i: (rest_service, {"url": urls[i]}),
                 "kafka": lambda i: (consume, {"spec": kafka_spec, "group": f"{names[i]}-{tag}"})}
+    # An HTTP service sits idle until called, so all start with the run, side by side; a
+    # consumer group reads (and keeps the broker busy) from its start, so each starts just
+    # before the first stage that needs it.
+    with_run = {"http": True, "kafka": False}
     sc = Scenario("rest-vs-broker", run_dir=run_dir)
     for fam in dict.fromkeys(family[m] for m in methods):
         for i, name in enumerate(names):
             body, kwargs = listener[fam](i)
-            sc.add(f"{name}-{fam}", body, kwargs=kwargs, start=False)
+            sc.add(f"{name}-{fam}", body, kwargs=kwargs, start=with_run[fam])
     stages = [(m, n, f"{m}-{n}") for m in methods for n in counts]
     for method, n, stage in stages:
         sc.add(stage, timed_publish, kwargs={"spec": spec_for[method](n), "stage": stage, "count": events,
-                                             "interval_s": 1.0 / rate_per_s}, start=False)
-    stage_s = (WARMUP_EVENTS + events) / rate_per_s
+                                             "interval_s": 1.0 / rate_per_s, "warmup": warmup},
+               start=False)
+    stage_s = (warmup + events) / rate_per_s
     with sc.run(expect_events=None, progress=False) as run:
-        started: set[str] = set()
+        running = {f"{name}-{fam}" for fam in with_run if with_run[fam] for name in names}
         for method, n, stage in stages:
             needed = [f"{name}-{family[method]}" for name in names[:n]]
-            for role in [r for r in needed if r not in started] + [stage]:
-                run.at(run.elapsed_s()).start(role)  # each returns once that role is ready
+            new = [sc[r] for r in needed if r not in running]
+            if new:
+                run.at(run.elapsed_s()).call(partial(_start_together, new),
+                                             label=f"start {', '.join(r.name for r in new)}")
+            run.at(run.elapsed_s()).start(stage)  # returns once the producer is ready
             run.sleep(0)
-            started.update(needed)
+            running.update(needed)
             run.wait_finished(stage, timeout_s=stage_s + 30)
             # Wait (a while) for every service to have it all; the summary shows who missed what.
-            run.until(lambda: _each_got(sc.recorder, stage, needed, WARMUP_EVENTS + events),
-                      timeout_s=10, step_s=0.05)
+            run.until(lambda: _each_got(sc.recorder, stage, needed, warmup + events),
+                      timeout_s=10, step_s=0.1)
     times = sc.recorder.table("publish_times")
     if times.empty:
         raise ExperimentError(f"No producer recorded publish times; see the role logs in {sc.run_dir}.")
@@ -259,8 +269,16 @@ def rest_vs_broker(lab, *, services_counts: Sequence[int] | None = None,
         rows.append(_timing_row(mine, method, n, delivered_min=min(got), producer_urls=addresses[method](n)))
         samples.append(mine.assign(method=method, services=n))
     params = dict(services_counts=counts, methods=tuple(methods), events=events, rate_per_s=rate_per_s,
-                  quick=quick, run_dir=str(sc.run_dir), services=names, warmup_events=WARMUP_EVENTS)
+                  quick=quick, run_dir=str(sc.run_dir), services=names, warmup_events=warmup)
     return RestVsBrokerResult(pd.concat(samples, ignore_index=True), pd.DataFrame(rows), params)
+
+
+def _start_together(roles) -> None:
+    """Start roles side by side (each takes a moment to import and join), then wait for all."""
+    for role in roles:
+        role.start(wait=False)
+    for role in roles:
+        role.wait_ready()
 
 
 def _each_got(recorder, producer: str, roles: Sequence[str], count: int) -> bool:
