@@ -165,6 +165,10 @@ def test_duplicates_check_answers_bad_input_without_running(lab):
     assert time.monotonic() - started < 1
     feedback = n04.judge_duplicates(3, None)
     assert not feedback and "measure_duplicates" in feedback.message
+    feedback = n04.check_duplicates(3, lab, "my_billing")
+    assert not feedback and "without quotes" in feedback.message
+    with pytest.raises(ConfigError):
+        n04.measure_duplicates(lab, downtime.billing, method="redis-pubsub")
 
 
 def learner_billing(ctx, spec, group="billing", work_ms=20.0, commit_interval_s=1.0):

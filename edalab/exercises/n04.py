@@ -177,6 +177,7 @@ def measure_duplicates(lab, body: Callable, *, method: str = "redis-stream", rat
                                 sensible=(5, 200))
     commit_interval_s = _checks.number(commit_interval_s, "commit_interval_s", unit="seconds",
                                        positive=True, sensible=(0.2, 5))
+    work_ms = _checks.number(work_ms, "work_ms", unit="ms", minimum=0, sensible=(0, 1000 / rate_per_s))
     spec = billing_spec(lab, method)
     sc = Scenario("n04-duplicates")
     args = dict(spec=spec, work_ms=work_ms, commit_interval_s=commit_interval_s)
@@ -255,6 +256,9 @@ def check_duplicates(prediction, lab, body: Callable, *, method: str = "redis-st
                         minimum=0)
     if isinstance(value, Feedback):
         return value
+    if not callable(body):
+        return Feedback(False, f"pass your billing function itself (my_billing, without quotes or "
+                               f"parentheses), not {body!r}.")
     return judge_duplicates(value, measure_duplicates(lab, body, method=method))
 
 
