@@ -190,7 +190,7 @@ def fan_out(lab, *, services: Sequence[str] = SERVICE_NAMES[:2],
             for name in services:
                 run.until_delivered(events, group=name, timeout_s=10)
             if extra:
-                run.until_delivered(events, roles=list(extra), each=True, timeout_s=2)
+                run.until_delivered(events, roles=list(extra), each=True, timeout_s=1.5)
         summary = sc.recorder.summary(groups=list(services)).reset_index()
         received = sc.recorder.received()
         group_of = dict(zip(received["role"], received["group"]))
