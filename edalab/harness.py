@@ -19,7 +19,8 @@ Every experiment of the course has the same shape (notebooks 01-12)::
   kill, stop, start, restart, pause, resume a role, or call any function (stop a
   server the lab owns, notebook 08). Actions run while the run waits
   (:meth:`Run.until`, :meth:`Run.until_delivered`, :meth:`Run.sleep`); the ones still
-  due when the ``with`` block ends run then, at their times. The owner records each
+  due when the ``with`` block ends run then, at their times. A role started on the
+  timeline does not hold up the next action: its readiness is logged when it comes. The owner records each
   action in ``lifecycle.jsonl`` (:meth:`edalab.Recorder.lifecycle`).
 * **Waiting on what happened.** :meth:`Run.until_delivered` follows the traces with a
   :class:`~edalab.DeliveryWatcher` (only new bytes are read) and draws a progress bar.
@@ -128,6 +129,7 @@ class Run:
         self.gate_ns: int | None = None
         self._gate_monotonic = 0.0
         self._pending: list[tuple[float, int, str, Callable | None, str | None]] = []
+        self._starting: dict[str, float] = {}  # roles started on the timeline, not yet ready
         self._expect = expect_events
         self._progress_label = progress
         self._bar = None
@@ -180,7 +182,17 @@ class Run:
                 self.recorder.log_lifecycle("owner", action, planned_s=at_s)
                 continue
             role = self.scenario[role_name]
-            getattr(role, action)() if action != "stop" else role.stop(check=False)
+            if action in ("start", "restart"):
+                # Not waiting here: a role joining a Kafka group takes a while, and other
+                # actions due meanwhile (another role's start) must not wait for it.
+                if action == "restart":
+                    role.stop(check=False)
+                role.start(wait=False)
+                self._starting[role_name] = time.monotonic() + role.ready_timeout_s
+            elif action == "stop":
+                role.stop(check=False)
+            else:
+                getattr(role, action)()
             self.recorder.log_lifecycle(role_name, {"kill": "killed", "stop": "stopped", "start": "started",
                                                     "restart": "restarted", "pause": "paused",
                                                     "resume": "resumed"}[action],
@@ -199,6 +211,7 @@ class Run:
         deadline = time.monotonic() + timeout_s
         while True:
             self._run_due()
+            self._check_starting()
             self._check_crashes()
             if condition():
                 return True
@@ -253,6 +266,17 @@ class Run:
 
         label = self._progress_label if isinstance(self._progress_label, str) else self.scenario.run_dir.name
         return tqdm(total=total, desc=label, unit="event", leave=False)
+
+    def _check_starting(self) -> None:
+        """Log roles started on the timeline as ready once they are; fail if one died or hung."""
+        for name, deadline in list(self._starting.items()):
+            role = self.scenario[name]
+            if role.is_ready():
+                del self._starting[name]
+                self.recorder.log_lifecycle(name, "ready")
+            elif not role.alive or time.monotonic() > deadline:
+                del self._starting[name]
+                role.wait_ready(timeout_s=0.001)  # raises RoleError with the log tail
 
     def _check_crashes(self) -> None:
         for role in self.scenario.roles.values():

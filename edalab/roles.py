@@ -247,7 +247,7 @@ class Role(ChildProcess):
     def is_ready(self) -> bool:
         if self._ready_r < 0:
             return True
-        readable, _, _ = select.select([self._ready_r], [], [], 0.05)
+        readable, _, _ = select.select([self._ready_r], [], [], 0)
         if readable and os.read(self._ready_r, 1) == b"r":
             self._close_ready_pipe()
             self._cpu_at_ready_s = self._cpu_total()
@@ -257,7 +257,7 @@ class Role(ChildProcess):
     def wait_ready(self, timeout_s: float | None = None) -> None:
         """Block until the role is ready; raise RoleError (with its log) if it died or hung."""
         if self._ready_r >= 0:
-            self._wait_ready(timeout_s or self.ready_timeout_s, poll_s=0.0)
+            self._wait_ready(timeout_s or self.ready_timeout_s, poll_s=0.002)
 
     def _exited_error(self, code: int) -> Exception:
         self._close_ready_pipe()

@@ -229,3 +229,24 @@ def test_paused_role_uses_no_cpu(tmp_path):
         role.resume()
         time.sleep(0.3)
         assert role.cpu_seconds() > before + 0.1
+
+
+def test_a_slow_start_on_the_timeline_does_not_hold_up_the_next_action(tmp_path):
+    def slow_to_get_ready(ctx, delay_s):
+        ctx.sleep(delay_s)
+        ctx.gate()
+        while not ctx.stopping:
+            ctx.sleep(0.01)
+
+    sc = Scenario(run_dir=tmp_path)
+    sc.add("fast", slow_to_get_ready, kwargs={"delay_s": 0.0})
+    sc.add("slow", slow_to_get_ready, kwargs={"delay_s": 1.5}, start=False)
+    with sc.run(progress=False) as run:
+        run.at(0.1).start("slow")
+        run.at(0.2).kill("fast")
+        run.sleep(2.5)
+    life = sc.recorder.lifecycle()
+    gate = life.loc[life["what"] == "opened", "at_ns"].iloc[0]
+    at = {role: (life.loc[(life["role"] == role) & (life["what"] == what), "at_ns"].iloc[-1] - gate) / 1e9
+          for role, what in (("fast", "killed"), ("slow", "ready"))}
+    assert at["fast"] < at["slow"] and at["slow"] > 1.5, at
