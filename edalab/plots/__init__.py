@@ -5,7 +5,8 @@ the ``Axes`` (or a Figure for dashboards); they never run experiments. One modul
 per experiment; everything public is re-exported here.
 """
 
-from edalab.plots._style import METHOD_COLORS, axes, use_course_style
+from edalab.plots._style import (METHOD_COLORS, METHOD_LINESTYLES, METHOD_MARKERS, axes, legend_outside,
+                                 poll_interval_colors, use_course_style)
 from edalab.plots.polling import (
     cpu_per_role,
     latency_cdf,
@@ -23,3 +24,4 @@ __all__ = ["calls_per_order", "delay_per_order", "order_timeline","use_course_st
 __all__ += ["lag_panels", "outcome_bars", "replay_bars", "timeline_panels"]  # notebook 04
 __all__ += ["events_per_member", "fan_out_deliveries", "key_routing", "publish_time_vs_services",
             "rebalance_latency", "rebalance_timeline"]  # notebook 03
+__all__ += ["METHOD_LINESTYLES", "METHOD_MARKERS", "poll_interval_colors", "legend_outside"]  # course-wide style
