@@ -10,10 +10,11 @@ experiment times how long the producer is busy per event for 1..N services:
   with the same settings whatever the number of services; n services are n
   consumer groups reading the topic.
 
-Each (method, n) is one stage of a :class:`edalab.Scenario`: the owner starts the
-services that stage needs on the timeline, then a fresh producer role for the
-stage, which warms up and then publishes the measured events. Publish times go to
-the Recorder's ``publish_times`` table; deliveries to each service's trace.
+Each (method, n) is one stage of one :class:`edalab.Scenario`. The HTTP services start
+with the run (idle until called); consumer groups start on the timeline just before
+the first stage that needs them; then the owner starts a fresh producer role for the
+stage, which warms up and publishes the measured events. Publish times go to the
+Recorder's ``publish_times`` table; deliveries to each service's trace.
 """
 
 from __future__ import annotations
