@@ -8,13 +8,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edalab.experiments.polling_vs_push import PollingVsPushResult, polling_vs_push
-from edalab.experiments.fanout import fan_out
-from edalab.experiments.competing import competing_consumers
-from edalab.experiments.rebalance import rebalance
-from edalab.experiments.rest_vs_broker import rest_vs_broker
-from edalab.experiments.downtime import DowntimeResult, listener_down, replay
-from edalab.experiments.waiter import WaiterResult, waiter_analogy
+from importlib import import_module
+
+# Experiments load on first use: a role whose body lives in one experiment module
+# (billing, the kitchen) should not import every other experiment, pandas and
+# matplotlib when its process starts.
+_WHERE = {
+    "polling_vs_push": "polling_vs_push", "PollingVsPushResult": "polling_vs_push",
+    "fan_out": "fanout", "competing_consumers": "competing", "rebalance": "rebalance",
+    "rest_vs_broker": "rest_vs_broker",
+    "listener_down": "downtime", "DowntimeResult": "downtime", "replay": "downtime",
+    "waiter_analogy": "waiter", "WaiterResult": "waiter",
+}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(import_module(f"edalab.experiments.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'edalab.experiments' has no attribute {name!r}")
+
 
 __all__ = ["polling_vs_push", "PollingVsPushResult", "waiter_analogy", "WaiterResult",
            "listener_down", "replay", "DowntimeResult",
@@ -37,6 +49,8 @@ def run_cli_experiment(name: str, out: Path, quick: bool = False) -> int:
         raise ConfigError(f"Unknown experiment {name!r}; choose from {', '.join(CLI_EXPERIMENTS)}.")
     out.mkdir(parents=True, exist_ok=True)
     plots.use_course_style()
+    from edalab.experiments.polling_vs_push import polling_vs_push
+
     with edalab.start() as lab:
         result = polling_vs_push(lab, quick=quick or None, run_dir=out / "traces")
     result.samples.to_csv(out / "results.csv", index=False)

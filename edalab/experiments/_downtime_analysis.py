@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-import pandas as pd
 
 from edalab._errors import ConfigError, ExperimentError
 from edalab._recorder import Recorder
+from edalab._lazy import lazy_module
+
+# Loaded on first use: billing's role process needs neither to start.
+np = lazy_module("numpy")
+pd = lazy_module("pandas")
 
 __all__ = ["DowntimeResult", "analyse_trial", "LAG_STEP_S"]
 

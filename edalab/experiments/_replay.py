@@ -13,13 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
-import numpy as np
-import pandas as pd
 
 from edalab import _checks
 from edalab._errors import ConfigError
 from edalab.harness import Scenario
 from edalab.transports._base import check_replay_start
+from edalab._lazy import lazy_module
+
+# Loaded on first use: billing's role process needs neither to start.
+np = lazy_module("numpy")
+pd = lazy_module("pandas")
 
 __all__ = ["ReplayResult", "replay", "replay_reader"]
 

@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import pandas as pd
 
 from edalab import _checks
 from edalab._config import quick_mode
@@ -37,6 +36,10 @@ from edalab.experiments._replay import ReplayResult, replay
 from edalab.harness import Run, Scenario
 from edalab.roles import produce
 from edalab.workloads import steady
+from edalab._lazy import lazy_module
+
+# Loaded on first use: billing's role process needs neither to start.
+pd = lazy_module("pandas")
 
 __all__ = ["METHODS", "STOP_MODES", "DowntimeResult", "ReplayResult", "listener_down", "replay",
            "billing", "billing_spec", "LAG_STEP_S"]

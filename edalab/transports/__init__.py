@@ -12,19 +12,28 @@ Open a broker transport by name with ``lab.transport("kafka")`` (names in
 needs a running event service, so it is opened with ``EventServiceSpec(url, mode=...)``.
 """
 
+from importlib import import_module
+
 from edalab.transports._base import Capabilities, Counters, Delivery, Publisher, Subscriber, TransportSpec
-from edalab.transports.http import EventServiceSpec
-from edalab.transports.kafka import KafkaSpec
-from edalab.transports.redis import RedisPubSubSpec, RedisStreamSpec
 
 __all__ = ["Capabilities", "Counters", "Delivery", "Publisher", "Subscriber", "TransportSpec",
            "KafkaSpec", "RedisPubSubSpec", "RedisStreamSpec", "EventServiceSpec", "TRANSPORTS",
            "describe_transports"]
 
-#: The transports ``Lab.transport(name)`` opens, by name (= the spec's ``kind``).
-TRANSPORTS: dict[str, type[TransportSpec]] = {
-    spec.kind: spec for spec in (KafkaSpec, RedisStreamSpec, RedisPubSubSpec)
-}
+# The specs load on first use: every role process imports this package (through the
+# recorder), and a Redis consumer should not pay for importing kafka-python and uvicorn.
+_LAZY = {"KafkaSpec": "edalab.transports.kafka", "RedisStreamSpec": "edalab.transports.redis",
+         "RedisPubSubSpec": "edalab.transports.redis", "EventServiceSpec": "edalab.transports.http"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    if name == "TRANSPORTS":
+        #: The transports ``Lab.transport(name)`` opens, by name (= the spec's ``kind``).
+        specs = [__getattr__(n) for n in ("KafkaSpec", "RedisStreamSpec", "RedisPubSubSpec")]
+        return {spec.kind: spec for spec in specs}
+    raise AttributeError(f"module 'edalab.transports' has no attribute {name!r}")
 
 
 def describe_transports():
@@ -35,8 +44,9 @@ def describe_transports():
     """
     import pandas as pd
 
+    EventServiceSpec = __getattr__("EventServiceSpec")
     rows = [{"transport": name, **spec.capabilities.to_dict(),
-             "open with": f'lab.transport("{name}")'} for name, spec in TRANSPORTS.items()]
+             "open with": f'lab.transport("{name}")'} for name, spec in __getattr__("TRANSPORTS").items()]
     for mode in ("poll", "long-poll", "sse", "webhook"):
         spec = EventServiceSpec("http://127.0.0.1:0", mode=mode)
         rows.append({"transport": f"http {spec.kind}", **spec.capabilities.to_dict(),
