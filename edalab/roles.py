@@ -341,20 +341,6 @@ class Role(ChildProcess):
 
 # -- the standard roles ---------------------------------------------------------------------
 
-def poisson_schedule_s(count: int, rate_per_s: float, seed: int = 0) -> list[float]:
-    """Send times (seconds from start) of ``count`` events arriving at random at ``rate_per_s``.
-
-    Random arrivals matter: the polling model (delay ≈ interval/2 + round trip)
-    assumes events land at random moments relative to the polls.
-    """
-    if count < 0 or rate_per_s <= 0:
-        raise ConfigError(f"count must be >= 0 and rate_per_s > 0 (got {count}, {rate_per_s})")
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    return np.cumsum(rng.exponential(1.0 / rate_per_s, size=count)).tolist()
-
-
 def produce(ctx: RoleContext, spec, schedule_s: list[float], event_type: str = "order.ready",
             keys: int = 10, payload_bytes: int = 0, start_delay_s: float = 0.0) -> None:
     """Producer role: publish one event at each time in ``schedule_s`` (seconds from the gate).

@@ -122,8 +122,7 @@ def poisson(count: int, rate_per_s: float, seed: int = 0) -> list[float]:
     round trip) assumes events land at random moments relative to the polls, which a
     steady stream in step with the poller would not. Used by notebook 02 (polling vs
     push), notebook 03 (fan-out, competing consumers) and, through
-    :func:`restaurant_orders`, notebook 01. Same numbers as the earlier
-    ``edalab.roles.poisson_schedule_s`` for the same arguments.
+    :func:`restaurant_orders`, notebook 01.
 
     Args:
         count: events, >= 0 (0 gives ``[]``).
