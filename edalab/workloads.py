@@ -145,8 +145,7 @@ def steady(rate_per_s: float, duration_s: float) -> list[float]:
     ``[0, duration_s)``: ``steady(4, 1.0) == [0.0, 0.25, 0.5, 0.75]``. Steady rather than
     random: "down for D seconds at R events a second" then means exactly R x D events
     waiting (notebook 04), and a pause in delivery stands out against an even stream
-    (notebook 03's rebalance). When ``rate_per_s x duration_s`` is a whole number this is
-    exactly ``downtime.steady_schedule_s`` and fan-out's rebalance schedule.
+    (notebook 03's rebalance).
 
     Args:
         rate_per_s: events per second, > 0.
