@@ -17,8 +17,8 @@ from edalab._checks import EdalabWarning
 from edalab._errors import ConfigError
 from edalab.exercises import Feedback, n03
 from edalab.experiments.fanout import kitchen_orders
-from edalab.experiments.rebalance import longest_gap, pauses
-from edalab.experiments.rest_vs_broker import CallEveryServiceSpec
+from edalab.experiments.rebalancing import longest_gap, pauses
+from edalab.experiments.rest_calls import CallEveryServiceSpec
 from edalab.plots import fanout as fanout_plots
 
 experiments = edalab.experiments

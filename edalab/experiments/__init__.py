@@ -15,8 +15,8 @@ from importlib import import_module
 # matplotlib when its process starts.
 _WHERE = {
     "polling_vs_push": "polling_vs_push", "PollingVsPushResult": "polling_vs_push",
-    "fan_out": "fanout", "competing_consumers": "competing", "rebalance": "rebalance",
-    "rest_vs_broker": "rest_vs_broker",
+    "fan_out": "fanout", "competing_consumers": "competing", "rebalance": "rebalancing",
+    "rest_vs_broker": "rest_calls",
     "listener_down": "downtime", "DowntimeResult": "downtime", "replay": "downtime",
     "waiter_analogy": "waiter", "WaiterResult": "waiter",
 }

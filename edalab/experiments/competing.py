@@ -3,7 +3,7 @@
 The kitchen's cooks form one consumer group (``kitchen-workers``) on a topic with
 several partitions. The group hands each partition to exactly one member, so each
 event is handled once, and all events of one key (one partition) go to one member,
-in order. :func:`rebalance` (in :mod:`edalab.experiments.rebalance`) measures what
+in order. :func:`rebalance` (in :mod:`edalab.experiments.rebalancing`) measures what
 happens when the membership changes; the helpers here are shared with it.
 
 Commit behaviour that matters here (see :class:`edalab.transports.kafka.KafkaSubscriber`):

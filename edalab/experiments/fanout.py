@@ -14,8 +14,8 @@ knows nothing about (the exercise's stock service, checked by
 
 The other experiments of notebook 03 live next to this one:
 :mod:`edalab.experiments.competing` (one group, several members),
-:mod:`edalab.experiments.rebalance` (members join and leave while events flow) and
-:mod:`edalab.experiments.rest_vs_broker` (a REST producer that calls every service).
+:mod:`edalab.experiments.rebalancing` (members join and leave while events flow) and
+:mod:`edalab.experiments.rest_calls` (a REST producer that calls every service).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Charts of the fan-out and competing-consumers experiments (notebook 03).
 
 Each function draws one result of :mod:`edalab.experiments.fanout`, ``competing``,
-``rebalance`` or ``rest_vs_broker`` on an optional matplotlib ``Axes`` and returns the
+``rebalancing`` or ``rest_calls`` on an optional matplotlib ``Axes`` and returns the
 ``Axes``.
 """
 
