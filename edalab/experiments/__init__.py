@@ -14,7 +14,7 @@ from importlib import import_module
 # (billing, the kitchen) should not import every other experiment, pandas and
 # matplotlib when its process starts.
 _WHERE = {
-    "polling_vs_push": "polling_vs_push", "PollingVsPushResult": "polling_vs_push",
+    "PollingVsPushResult": "_polling_analysis",
     "fan_out": "fanout", "competing_consumers": "competing", "rebalance": "rebalancing",
     "rest_vs_broker": "rest_calls",
     "listener_down": "downtime", "DowntimeResult": "downtime", "replay": "downtime",
@@ -26,6 +26,12 @@ def __getattr__(name: str):
     if name in _WHERE:
         return getattr(import_module(f"edalab.experiments.{_WHERE[name]}"), name)
     raise AttributeError(f"module 'edalab.experiments' has no attribute {name!r}")
+
+
+# Bound now, not lazily: the function shares its module's name, and once the submodule
+# is imported (by a role, a benchmark) the package attribute would be the module and
+# `edalab.experiments.polling_vs_push(lab)` would fail. The module is light to import.
+from edalab.experiments.polling_vs_push import polling_vs_push  # noqa: E402
 
 
 __all__ = ["polling_vs_push", "PollingVsPushResult", "waiter_analogy", "WaiterResult",

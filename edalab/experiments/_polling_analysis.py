@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["PollingVsPushResult", "POLL_METHOD", "trial_rows", "combine", "SUMMARY_COLUMNS"]
+from edalab.experiments.polling_vs_push import POLL_METHOD
 
-POLL_METHOD = "rest-poll"
+__all__ = ["PollingVsPushResult", "trial_rows", "combine", "SUMMARY_COLUMNS"]
 
 #: the summary's columns, in the order the notebook shows them
 SUMMARY_COLUMNS = ["method", "poll_interval_s", "produced", "delivered", "lost", "duplicated",

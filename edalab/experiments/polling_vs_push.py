@@ -26,21 +26,24 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from edalab import _checks
 from edalab._config import new_run_dir, quick_mode
 from edalab._errors import ConfigError
 from edalab._recorder import Recorder
-from edalab.experiments._polling_analysis import POLL_METHOD, PollingVsPushResult, combine, trial_rows
 from edalab.harness import Scenario
 from edalab.roles import Role, produce
 from edalab.workloads import poisson
 
-__all__ = ["PollingVsPushResult", "polling_vs_push", "receive_events", "METHODS", "PUSH_METHODS",
-           "POLL_METHOD"]
+if TYPE_CHECKING:
+    from edalab.experiments._polling_analysis import PollingVsPushResult
 
+__all__ = ["polling_vs_push", "receive_events", "METHODS", "PUSH_METHODS", "POLL_METHOD"]
+
+# Light at import (no numpy, no pandas): edalab.experiments binds polling_vs_push from
+# here eagerly, and every role process imports that package.
+POLL_METHOD = "rest-poll"
 PUSH_METHODS = ("long-poll", "sse", "webhook", "redis-pubsub", "redis-stream", "kafka")
 METHODS = (POLL_METHOD, *PUSH_METHODS)
 #: methods served by the HTTP event service, and the EventServiceSpec mode of each
@@ -88,6 +91,7 @@ def _http_rtt_ms(base_url: str, rate_per_s: float, rounds: int = 40) -> float:
     round trip the model's "+ RTT" should use.
     """
     import httpx
+    import numpy as np
 
     gaps = np.diff([0.0, *poisson(rounds, rate_per_s, seed=11)])
     with httpx.Client(base_url=base_url, timeout=5.0) as client:
@@ -158,6 +162,7 @@ def polling_vs_push(lab, *, poll_intervals_s: Sequence[float] | None = None,
         progress: show a progress bar over the trials.
     """
     from edalab._servers import free_port
+    from edalab.experiments._polling_analysis import combine
     from edalab.transports.http import EventServiceSpec, serve_event_service
 
     p = _check_parameters(quick, poll_intervals_s, methods, events, rate_per_s, seed, consumer)
@@ -211,6 +216,8 @@ def _run_trial(run_dir: Path, method: str, interval: float, spec, schedule_s: li
                consumer: Callable, *, receive_timeout_s: float, settle_s: float,
                server_cpu: Callable[[], float]):
     """One method: consumer and producer ready, the gate, the schedule, wait, stop; its rows."""
+    from edalab.experiments._polling_analysis import trial_rows
+
     sc = Scenario(run_dir.name, run_dir=run_dir)
     sc.add("consumer", consumer, kwargs={"spec": spec, "receive_timeout_s": receive_timeout_s})
     sc.add("producer", produce, kwargs={"spec": spec, "schedule_s": schedule_s})
