@@ -122,8 +122,8 @@ def test_widget_runs_the_experiment_once_and_shows_charts_and_errors(lab):
     from edalab.widgets import polling_vs_push_widget
 
     box = polling_vs_push_widget(lab)
-    intervals, methods = box.children[0].children
-    events, rate = box.children[1], box.children[2]
+    intervals, methods = box.controls["poll_intervals_s"], box.controls["methods"]
+    events, rate = box.controls["events"], box.controls["rate_per_s"]
     intervals.value, methods.value = (0.05,), ("rest-poll", "redis-pubsub")
     events.value, rate.value = 10, 20
     states = []

@@ -1,0 +1,12 @@
+"""Widgets that rerun an experiment with other settings (notebooks 02 onwards).
+
+One module per experiment, all built by :func:`experiment_widget` (``_base.py``):
+settings, a Run button disabled while running, errors shown in the output area.
+A widget only calls an experiment function and a chart function; it measures
+nothing itself. Import needs ipywidgets (installed with the course).
+"""
+
+from edalab.widgets._base import experiment_widget
+from edalab.widgets._polling import polling_vs_push_widget
+
+__all__ = ["experiment_widget", "polling_vs_push_widget"]
