@@ -49,7 +49,9 @@ def experiment_widget(controls: Mapping[str, w.ValueWidget], run: Callable[..., 
                 warnings.simplefilter("always")
                 result = run(**values)
             for warning in caught:
-                out.append_stderr(f"Warning: {warning.message}\n")
+                # What the learner can act on (a unit mix-up), not libraries' deprecation notes.
+                if not issubclass(warning.category, (DeprecationWarning, PendingDeprecationWarning)):
+                    out.append_stderr(f"Warning: {warning.message}\n")
             show(result, out)
         except EdalabError as error:  # a setting refused, a role that failed: the message says what to do
             out.append_stderr(f"{type(error).__name__}: {error}\n")
