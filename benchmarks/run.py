@@ -42,7 +42,7 @@ import uuid
 import numpy as np
 
 import edalab
-from edalab.experiments import polling_vs_push
+from edalab.experiments.polling_vs_push import polling_vs_push
 
 ECHO_SERVER = """
 import socket, sys
