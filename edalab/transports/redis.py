@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import select
 import time
 import uuid
 from collections.abc import Iterator
@@ -208,15 +209,26 @@ class RedisPubSubSubscriber(Subscriber):
                     break
 
     def receive(self, timeout_s: float) -> list[Delivery]:
-        """Wait at most ``timeout_s`` for a first event, then take every event already here."""
+        """Wait at most ``timeout_s`` for a first event, then take every event already here.
+
+        The receipt time of an event that arrives while we wait is taken the moment
+        its bytes are readable on the socket, before redis-py parses the reply: the
+        delay measured is the transport's (publisher -> Valkey -> this socket), not the
+        client library's parsing, like a subscriber reading the raw socket.
+        """
         deliveries: list[Delivery] = []
         deadline = time.monotonic() + max(0.0, timeout_s)
         with _redis_errors(self.spec.url):
             while not deliveries:
-                remaining_s = max(0.0, deadline - time.monotonic())
-                self._take(self._pubsub.get_message(timeout=remaining_s), deliveries)
-                if remaining_s == 0.0:
-                    break
+                message = self._pubsub.get_message(timeout=0.0)  # already buffered?
+                arrived_ns = None
+                if message is None:
+                    remaining_s = deadline - time.monotonic()
+                    if remaining_s <= 0 or not self._wait_readable(remaining_s):
+                        break
+                    arrived_ns = self._now_ns()
+                    message = self._pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
+                self._take(message, deliveries, arrived_ns)
             while True:
                 message = self._pubsub.get_message(timeout=0.0)
                 if message is None:
@@ -224,11 +236,21 @@ class RedisPubSubSubscriber(Subscriber):
                 self._take(message, deliveries)
         return deliveries
 
-    def _take(self, message: dict | None, deliveries: list[Delivery]) -> None:
+    def _wait_readable(self, timeout_s: float) -> bool:
+        """Block until the subscription's socket has bytes (True) or ``timeout_s`` passed."""
+        sock = getattr(self._pubsub.connection, "_sock", None)  # redis-py keeps no public handle
+        if sock is None:  # not connected yet: let redis-py connect and wait
+            return True
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(timeout_s * 1000))
+
+    def _take(self, message: dict | None, deliveries: list[Delivery], arrived_ns: int | None = None) -> None:
         if message is None or message["type"] != "message":
             return
         data = message["data"]
-        received_at_ns = self._now_ns()  # before parsing: delay is the transport's, not JSON's
+        # Before parsing: the delay is the transport's, not JSON's (nor redis-py's).
+        received_at_ns = arrived_ns or self._now_ns()
         deliveries.append(Delivery(Event.from_bytes(data), received_at_ns))
         self.counters.bytes_received += len(data)
 
