@@ -67,6 +67,9 @@ def cmd_doctor(args) -> int:
         else:
             plan = "start the embedded server on 127.0.0.1 and a free port"
         print(f"edalab.start() would {plan} for {name}.")
+    from edalab._config import runs_dir
+
+    print(f"Experiments keep their traces in {runs_dir()} (the newest runs; EDALAB_RUNS_DIR moves it).")
     return 0 if ok else 1
 
 
