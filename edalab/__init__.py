@@ -38,7 +38,7 @@ from edalab.harness import Run, Scenario
 from edalab._servers import KafkaServer, RedisServer
 from edalab.roles import Role
 
-_SUBMODULES = ("experiments", "exercises", "plots", "roles", "transports", "widgets", "workloads")
+_SUBMODULES = ("experiments", "exercises", "plots", "roles", "topology", "transports", "widgets", "workloads")
 
 
 def __getattr__(name: str):
@@ -54,7 +54,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "start", "Lab", "check_environment", "Recorder", "Role", "Scenario", "Run", "DeliveryWatcher",
-    "experiments", "exercises", "plots", "roles", "transports", "workloads", "KafkaServer", "RedisServer", "Event", "new_event",
+    "experiments", "exercises", "plots", "roles", "topology", "transports", "workloads", "KafkaServer", "RedisServer", "Event", "new_event",
     "EdalabError", "ConfigError", "ServerError", "BinaryNotFound", "PortInUse", "ServerExited",
     "ServerStartTimeout", "ServiceUnavailable", "KafkaUnavailable", "RedisUnavailable",
     "RoleError", "UnsendableRole", "ExperimentError", "__version__",
