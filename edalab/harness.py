@@ -238,9 +238,8 @@ class Run:
         def delivered() -> int:
             self.watcher.update()
             n = self.watcher.delivered_each(roles) if each else self.watcher.delivered(group=group, roles=roles)
-            if bar is not None:
-                bar.n = min(n, bar.total)
-                bar.refresh()
+            if bar is not None and min(n, bar.total) > bar.n:
+                bar.update(min(n, bar.total) - bar.n)  # tqdm redraws at most every mininterval
             return n
 
         try:
