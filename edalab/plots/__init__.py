@@ -25,3 +25,5 @@ __all__ += ["lag_panels", "outcome_bars", "replay_bars", "timeline_panels"]  # n
 __all__ += ["events_per_member", "fan_out_deliveries", "key_routing", "publish_time_vs_services",
             "rebalance_latency", "rebalance_timeline"]  # notebook 03
 __all__ += ["METHOD_LINESTYLES", "METHOD_MARKERS", "poll_interval_colors", "legend_outside"]  # course-wide style
+from edalab.plots.topology import chain_outcomes, chain_timeline, scaling_lag, service_graph_chart  # noqa: E402,F401 notebook 07
+__all__ += ["chain_outcomes", "chain_timeline", "scaling_lag", "service_graph_chart"]  # notebook 07

@@ -8,5 +8,7 @@ nothing itself. Import needs ipywidgets (installed with the course).
 
 from edalab.widgets._base import experiment_widget
 from edalab.widgets._polling import polling_vs_push_widget
+from edalab.widgets._topology import service_chain_widget  # notebook 07
 
 __all__ = ["experiment_widget", "polling_vs_push_widget"]
+__all__ += ["service_chain_widget"]  # notebook 07
