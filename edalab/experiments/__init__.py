@@ -19,6 +19,7 @@ _WHERE = {
     "rest_vs_broker": "rest_calls",
     "listener_down": "downtime", "DowntimeResult": "downtime", "replay": "downtime",
     "waiter_analogy": "waiter", "WaiterResult": "waiter",
+    "webhook_outage": "webhooks", "adding_subscribers": "webhooks", "retry_with_backoff": "webhooks",
     "chain_vs_events": "service_chain", "ChainResult": "service_chain", "scale_consumers": "service_chain", "ScaleResult": "service_chain",
 }
 

@@ -27,3 +27,5 @@ __all__ += ["events_per_member", "fan_out_deliveries", "key_routing", "publish_t
 __all__ += ["METHOD_LINESTYLES", "METHOD_MARKERS", "poll_interval_colors", "legend_outside"]  # course-wide style
 from edalab.plots.topology import chain_outcomes, chain_timeline, scaling_lag, service_graph_chart  # noqa: E402,F401 notebook 07
 __all__ += ["chain_outcomes", "chain_timeline", "scaling_lag", "service_graph_chart"]  # notebook 07
+from edalab.plots.webhooks import fan_out_cost, outage_outcomes, outage_timeline, slow_subscriber, webhook_delay  # noqa: E402,F401 notebook 05
+__all__ += ["fan_out_cost", "outage_outcomes", "outage_timeline", "slow_subscriber", "webhook_delay"]  # notebook 05

@@ -15,17 +15,20 @@ __all__ = ["use_course_style", "axes", "METHOD_COLORS", "METHOD_LINESTYLES", "ME
 METHOD_COLORS = {"rest-poll": "tab:red", "long-poll": "tab:orange", "sse": "tab:olive",
                  "webhook": "tab:purple", "redis-pubsub": "tab:green", "redis-stream": "tab:cyan",
                  "kafka": "tab:blue"}
+METHOD_COLORS["webhook-retry"] = "tab:gray"  # notebook 05: a webhook sender with an outbox and retries
 METHOD_COLORS["rest-chain"] = "black"  # notebook 07: services calling each other over HTTP, in a chain
 
 #: line style per method, so lines that lie on top of each other (Redis pub/sub and
 #: Redis Streams deliver within a few hundred microseconds of each other) stay apart
 METHOD_LINESTYLES = {"rest-poll": "-", "long-poll": "--", "sse": "-.", "webhook": ":",
                      "redis-pubsub": "-", "redis-stream": "--", "kafka": "-."}
+METHOD_LINESTYLES["webhook-retry"] = "--"  # notebook 05
 METHOD_LINESTYLES["rest-chain"] = "-"  # notebook 07
 
 #: marker per method, for the same reason (and for readers who do not tell colours apart)
 METHOD_MARKERS = {"rest-poll": "o", "long-poll": "s", "sse": "^", "webhook": "v",
                   "redis-pubsub": "D", "redis-stream": "x", "kafka": "P"}
+METHOD_MARKERS["webhook-retry"] = "<"  # notebook 05
 METHOD_MARKERS["rest-chain"] = "s"  # notebook 07
 
 

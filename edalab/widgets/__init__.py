@@ -8,7 +8,9 @@ nothing itself. Import needs ipywidgets (installed with the course).
 
 from edalab.widgets._base import experiment_widget
 from edalab.widgets._polling import polling_vs_push_widget
+from edalab.widgets._webhooks import webhook_outage_widget  # notebook 05
 from edalab.widgets._topology import service_chain_widget  # notebook 07
 
 __all__ = ["experiment_widget", "polling_vs_push_widget"]
+__all__ += ["webhook_outage_widget"]  # notebook 05
 __all__ += ["service_chain_widget"]  # notebook 07
