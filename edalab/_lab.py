@@ -170,6 +170,48 @@ class Lab:
         self._servers = servers
         self._clients: list[Any] = []
 
+    @classmethod
+    def on_servers(cls, kafka: KafkaServer | None = None, redis: RedisServer | None = None, *,
+                   kafka_bootstrap: str | None = None, redis_url: str | None = None) -> "Lab":
+        """A lab on servers you started yourself, which it then owns (notebook 08).
+
+        An experiment that kills and restarts a broker does it to its own servers, not
+        to the shared lab's that other cells use. Pass a started ``kafka`` and/or
+        ``redis``; the address of the other comes from ``kafka_bootstrap`` /
+        ``redis_url`` (e.g. the shared lab's). :meth:`stop` stops the servers passed.
+        """
+        servers = [s for s in (kafka, redis) if s is not None]
+        if not servers:
+            raise ConfigError("Lab.on_servers needs a started KafkaServer or RedisServer.")
+        for server in servers:
+            if not server.running():
+                raise ConfigError(f"{server!r} is not running: start() it before building a lab on it.")
+        if (kafka is None and not kafka_bootstrap) or (redis is None and not redis_url):
+            raise ConfigError("Lab.on_servers needs both a Kafka and a Redis: pass the missing one's "
+                              "address (kafka_bootstrap=lab.kafka_bootstrap or redis_url=lab.redis_url).")
+        return cls(kafka.bootstrap if kafka else kafka_bootstrap, redis.url if redis else redis_url,
+                   EMBEDDED if kafka else ELSEWHERE, EMBEDDED if redis else ELSEWHERE, servers)
+
+    @property
+    def servers(self) -> tuple:
+        """The server processes this lab started and owns (empty for servers elsewhere)."""
+        return tuple(self._servers)
+
+    def server(self, kind: str):
+        """The server of ``kind`` (``"kafka"``, ``"redis"``) this lab owns, to pause, kill or
+        restart it (notebook 08); ConfigError if the lab does not own one."""
+        found = next((s for s in self._servers if s.kind == kind), None)
+        if found is None:
+            raise ConfigError(f"This lab owns no {kind} server ({self!r}): it uses one elsewhere or "
+                              f"`edalab up`'s. Start your own (edalab.KafkaServer(), RedisServer()) and "
+                              f"build a lab on it with Lab.on_servers(...).")
+        return found
+
+    def restart_server(self, kind: str, *, kill: bool = True):
+        """SIGKILL (or stop, ``kill=False``) this lab's ``kind`` server and start it again on
+        the same address; returns the server. What it held survives only on durable storage."""
+        return self.server(kind).restart(kill=kill)
+
     # -- what runs where ---------------------------------------------------------
     @property
     def kafka_embedded(self) -> bool:

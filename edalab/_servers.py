@@ -6,18 +6,24 @@ the server's log tail and say what to do, and servers never outlive their owner
 (parent-death signal, stop at interpreter exit: :mod:`edalab._process`, the base
 shared with role processes).
 
-Used by :func:`edalab.start` (notebook 00) and ``edalab up``.
+Used by :func:`edalab.start` (notebook 00) and ``edalab up``. Notebook 08 starts its
+own servers with durable storage (``KafkaServer(storage_engine="s3://...")`` on a
+:class:`MotoServer`, ``RedisServer(appendonly=True)``) and kills, pauses and restarts
+them on the same port (:meth:`ServerProcess.restart`).
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
+import sys
 import socket
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from edalab._errors import (
@@ -28,9 +34,9 @@ from edalab._errors import (
     ServerStartTimeout,
 )
 from edalab._process import ChildProcess
-from edalab._wire import kafka_api_versions, redis_ping
+from edalab._wire import kafka_api_versions, kafka_metadata_brokers, redis_ping
 
-__all__ = ["ServerProcess", "RedisServer", "KafkaServer", "find_redis_binary", "find_tansu_binary",
+__all__ = ["ServerProcess", "RedisServer", "KafkaServer", "MotoServer", "find_redis_binary", "find_tansu_binary",
            "free_port", "port_in_use", "binary_version"]
 
 LOOPBACK = "127.0.0.1"
@@ -131,7 +137,11 @@ class ServerProcess(ChildProcess):
     elsewhere_hint = ""
 
     def __init__(self, binary: str | None = None, *, port: int | None = None,
-                 start_timeout_s: float = DEFAULT_START_TIMEOUT_S, log_dir: str | Path | None = None):
+                 start_timeout_s: float = DEFAULT_START_TIMEOUT_S, log_dir: str | Path | None = None,
+                 env: Mapping[str, str] | None = None):
+        if env is not None and not (isinstance(env, Mapping)
+                                    and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
+            raise ConfigError(f"env must be a dict of variable names to string values, not {env!r}")
         if port is not None and not (isinstance(port, int) and 0 < port < 65536):
             raise ConfigError(f"port must be an integer from 1 to 65535, not {port!r}")
         if start_timeout_s <= 0:
@@ -143,6 +153,8 @@ class ServerProcess(ChildProcess):
         self.requested_port = port
         self.port: int | None = port
         self.start_timeout_s = start_timeout_s
+        #: extra environment variables for the server (e.g. S3 credentials for Tansu)
+        self.env = dict(env or {})
         #: seconds from spawn until the server answered a real request (set by start)
         self.ready_in_s: float | None = None
         self._lock = threading.Lock()
@@ -188,6 +200,7 @@ class ServerProcess(ChildProcess):
             for attempt in range(attempts):
                 self.port = self.requested_port or free_port(self.host)
                 env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
+                env.update(self.env)
                 try:
                     self._spawn(self.command(self.port), env=env, cwd=self.log_dir)
                 except OSError as exc:
@@ -201,6 +214,24 @@ class ServerProcess(ChildProcess):
                 except _PortRace:
                     continue
             return self
+
+    def restart(self, *, kill: bool = True) -> "ServerProcess":
+        """Take the server down (SIGKILL with ``kill``, else a clean stop) and start it again
+        on the same port, so clients reconnect to the address they know (notebook 08).
+
+        What the server held survives only if its storage does: Tansu on ``memory://``
+        and Valkey without AOF come back empty.
+        """
+        port = self.port
+        if kill:
+            self.kill()
+        else:
+            self.stop()
+        requested, self.requested_port = self.requested_port, port
+        try:
+            return self.start()
+        finally:
+            self.requested_port = requested
 
     def _exited_error(self, code: int) -> Exception:
         taken = port_in_use(self.host, self.port)
@@ -236,15 +267,25 @@ class _PortRace(Exception):
 
 
 class RedisServer(ServerProcess):
-    """Valkey (or redis-server) on loopback, no persistence: a fresh store every start."""
+    """Valkey (or redis-server) on loopback, by default no persistence: a fresh store every start.
+
+    With ``appendonly=True`` every write is appended to a file in ``log_dir`` (AOF,
+    ``appendfsync everysec``), and a restart (:meth:`restart`) reads it back (notebook 08).
+    """
 
     kind = "redis"
     elsewhere_hint = " To use a Redis elsewhere, set EDALAB_REDIS_URL."
     find_binary = staticmethod(find_redis_binary)
 
+    def __init__(self, binary: str | None = None, *, appendonly: bool = False, **options) -> None:
+        if not isinstance(appendonly, bool):
+            raise ConfigError(f"appendonly must be True or False, not {appendonly!r}")
+        self.appendonly = appendonly
+        super().__init__(binary, **options)
+
     def command(self, port: int) -> list[str]:
         return [self.binary, "--bind", self.host, "--port", str(port), "--save", "",
-                "--appendonly", "no", "--dir", str(self.log_dir), "--daemonize", "no",
+                "--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.log_dir), "--daemonize", "no",
                 "--protected-mode", "yes", "--loglevel", "notice",
                 # 100 checks a second: blocking reads (XREADGROUP BLOCK) time out within
                 # ~10 ms of what was asked instead of ~100 ms (Valkey's default hz is 10)
@@ -263,21 +304,37 @@ class RedisServer(ServerProcess):
 
 
 class KafkaServer(ServerProcess):
-    """Tansu, a Kafka-protocol broker, on loopback with in-memory storage.
+    """Tansu, a Kafka-protocol broker, on loopback, by default with in-memory storage.
 
-    See docs/brokers.md for what it does differently from Apache Kafka.
+    ``storage_engine`` is Tansu's storage URL: ``"memory://tansu/"`` (the default:
+    a restart loses every topic) or ``"s3://BUCKET/"`` with ``env=`` the S3 settings
+    (:meth:`MotoServer.s3_env`; notebook 08). See docs/brokers.md for what Tansu does
+    differently from Apache Kafka.
     """
 
     kind = "kafka"
     elsewhere_hint = " To use a Kafka elsewhere, set EDALAB_KAFKA_BOOTSTRAP."
     find_binary = staticmethod(find_tansu_binary)
+    MEMORY = "memory://tansu/"
+
+    def __init__(self, binary: str | None = None, *, storage_engine: str = MEMORY, **options) -> None:
+        if not isinstance(storage_engine, str) or "://" not in storage_engine:
+            raise ConfigError(f"storage_engine must be a Tansu storage URL such as "
+                              f"'memory://tansu/' or 's3://bucket/', not {storage_engine!r}")
+        self.storage_engine = storage_engine
+        super().__init__(binary, **options)
+
+    @property
+    def durable(self) -> bool:
+        """True when what the broker stores outlives its process (not ``memory://``)."""
+        return not self.storage_engine.startswith("memory://")
 
     def command(self, port: int) -> list[str]:
         url = f"tcp://{self.host}:{port}"
         # Every setting is explicit: Tansu would otherwise read LISTENER_URL & co.
         # from the environment (we scrub it too) and listen on 0.0.0.0.
         return [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-                "--storage-engine", "memory://tansu/", "--cluster-id", "edalab"]
+                "--storage-engine", self.storage_engine, "--cluster-id", "edalab"]
 
     @property
     def bootstrap(self) -> str:
@@ -286,7 +343,70 @@ class KafkaServer(ServerProcess):
     def answers(self, timeout_s: float = 1.0) -> bool:
         try:
             kafka_api_versions(self.host, self.port, timeout_s)
+            if self.durable:
+                # Tansu prints "ready" and answers ApiVersions even when its storage is
+                # unreachable; a Metadata request has to read the storage.
+                kafka_metadata_brokers(self.host, self.port, timeout_s)
             return True
         except OSError:
             return False
+
+
+class MotoServer(ServerProcess):
+    """moto's local S3 server (``moto_server``) on loopback: durable storage for Tansu.
+
+    What it stores lives in the moto process, so it outlives a Tansu that is
+    killed and restarted (notebook 08). :meth:`create_bucket` makes a bucket (Tansu
+    does not); :meth:`s3_env` is the environment Tansu needs to use it.
+    """
+
+    kind = "s3"
+    elsewhere_hint = ""
+    ACCESS_KEY, SECRET_KEY, REGION = "edalab", "edalab-secret", "us-east-1"
+
+    @staticmethod
+    def find_binary() -> str:
+        try:
+            import moto.server  # noqa: F401
+        except ImportError:
+            raise BinaryNotFound("moto's S3 server is missing. Install the course's dependencies "
+                                 "(`pip install -e .` brings `moto[server]`).") from None
+        return sys.executable
+
+    def command(self, port: int) -> list[str]:
+        return [self.binary, "-m", "moto.server", "-H", self.host, "-p", str(port)]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _request(self, method: str, path: str, timeout_s: float) -> int:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout_s)
+        try:
+            conn.request(method, path)
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        finally:
+            conn.close()
+
+    def answers(self, timeout_s: float = 1.0) -> bool:
+        try:  # ListBuckets: a real S3 request
+            return self._request("GET", "/", timeout_s) == 200
+        except (OSError, http.client.HTTPException):
+            return False
+
+    def create_bucket(self, name: str, timeout_s: float = 5.0) -> str:
+        """Create bucket ``name`` (kept if it exists) with a plain S3 PUT; return the name."""
+        status = self._request("PUT", f"/{name}", timeout_s)
+        if status not in (200, 409):
+            raise ServerExited(f"The S3 server at {self.url} refused to create bucket {name!r} "
+                               f"(HTTP {status}). Its log ends:\n{self.log_tail()}")
+        return name
+
+    def s3_env(self) -> dict[str, str]:
+        """The environment Tansu needs for ``s3://`` storage on this server."""
+        return {"AWS_ACCESS_KEY_ID": self.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": self.SECRET_KEY,
+                "AWS_DEFAULT_REGION": self.REGION, "AWS_REGION": self.REGION,
+                "AWS_ENDPOINT": self.url, "AWS_ALLOW_HTTP": "true"}
 
