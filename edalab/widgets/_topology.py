@@ -23,7 +23,7 @@ def service_chain_widget(lab) -> w.VBox:
 
     def run(method, rate_per_s, duration_s, kill_at_s, down_s):
         return chain_vs_events(lab, method=method, rate_per_s=rate_per_s, duration_s=duration_s,
-                               kill_at_s=min(kill_at_s, duration_s), down_s=down_s, quick=False)
+                               kill_at_s=kill_at_s, down_s=down_s, quick=False)
 
     def show(result, out):
         import matplotlib.pyplot as plt
