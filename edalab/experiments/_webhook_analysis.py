@@ -61,15 +61,20 @@ class FanOutResult:
         return hit.iloc[0]
 
 
-def _window(lifecycle: pd.DataFrame, receiver: str) -> tuple[int, int]:
-    """(killed_at_ns, ready_again_at_ns) of ``receiver`` from the owner's lifecycle log."""
+def _window(lifecycle: pd.DataFrame, got: pd.DataFrame, receiver: str) -> tuple[int, int]:
+    """(killed_at_ns, back_at_ns) of ``receiver``: the owner's kill, and the first sign of
+    the new process: ready in the lifecycle log, or its first receipt if that came
+    sooner (a server answers before the owner hears it is ready)."""
     mine = lifecycle[lifecycle["role"] == receiver]
     killed = mine.loc[mine["what"] == "killed", "at_ns"]
     if killed.empty:
         return 0, 0
     down_ns = int(killed.iloc[0])
     ready = mine.loc[(mine["what"] == "ready") & (mine["at_ns"] > down_ns), "at_ns"]
-    return down_ns, int(ready.iloc[0]) if len(ready) else int(lifecycle["at_ns"].max())
+    after = got.loc[got["received_at_ns"] > down_ns, "received_at_ns"]
+    signs = [int(ready.iloc[0])] if len(ready) else []
+    signs += [int(after.min())] if len(after) else []
+    return down_ns, min(signs) if signs else int(lifecycle["at_ns"].max())
 
 
 def outage_rows(recorder, pairs: dict[str, tuple[str, str]]) -> tuple[pd.DataFrame, ...]:
@@ -78,9 +83,9 @@ def outage_rows(recorder, pairs: dict[str, tuple[str, str]]) -> tuple[pd.DataFra
     attempts = recorder.table("attempts")
     rows, all_samples, all_events = [], [], []
     for method, (sender, receiver) in pairs.items():
-        down_ns, back_ns = _window(lifecycle, receiver)
         sent = produced[produced["role"] == sender]
         got = samples[samples["role"] == receiver].copy()
+        down_ns, back_ns = _window(lifecycle, got, receiver)
         t = sent["produced_at_ns"]
         phase = np.where(t < down_ns, "before", np.where(t < back_ns, "down", "after"))
         events = pd.DataFrame({"method": method, "seq": sent["seq"].to_numpy(), "phase": phase,

@@ -17,7 +17,7 @@ def webhook_outage_widget(lab) -> w.VBox:
         "broker": w.Dropdown(options=BROKERS, value="redis-stream", description="broker"),
         "down_s": w.FloatSlider(value=3.0, min=0.5, max=15.0, step=0.5, description="down (s)"),
         "rate_per_s": w.FloatSlider(value=20.0, min=1.0, max=30.0, step=1.0, description="orders/s"),
-        "work_ms": w.FloatSlider(value=30.0, min=0.0, max=30.0, step=5.0, description="work (ms)"),
+        "work_ms": w.FloatSlider(value=30.0, min=0.0, max=60.0, step=5.0, description="work (ms)"),
     }
 
     def run(broker, down_s, rate_per_s, work_ms):
