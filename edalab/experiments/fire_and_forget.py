@@ -29,7 +29,7 @@ from edalab import _checks
 from edalab._config import quick_mode
 from edalab.harness import Scenario
 
-__all__ = ["FF_METHODS", "emit_logs", "collect_logs", "fire_and_forget", "FireAndForgetResult"]
+__all__ = ["FF_METHODS", "emit_logs", "collect_logs", "log_per_request", "FireAndForgetResult"]
 
 #: the ways of emitting a log record compared (the column ``method``)
 FF_METHODS = ("http-sync", "kafka-acks0", "kafka-acks1", "kafka-acksall", "kafka-acksall-wait",
@@ -115,7 +115,7 @@ def _settled(run, accepted: dict[str, int], quiet_s: float = 2.0):
     return settled
 
 
-def fire_and_forget(lab, *, methods=None, rate_per_s: float = 50.0, duration_s: float | None = None,
+def log_per_request(lab, *, methods=None, rate_per_s: float = 50.0, duration_s: float | None = None,
                     kill_at_s: float | None = None, back_at_s: float | None = None, quick: bool | None = None,
                     run_dir: str | Path | None = None) -> "FireAndForgetResult":
     """Emit one log record per request through each method; kill every receiver mid-run (notebook 06).
@@ -201,7 +201,7 @@ def analyse(emits, received, lifecycle, notes, params: dict) -> "FireAndForgetRe
 
 @dataclass
 class FireAndForgetResult:
-    """What :func:`fire_and_forget` measured (notebook 06).
+    """What :func:`log_per_request` measured (notebook 06).
 
     ``samples``: every emit (method, event_id, seq, t_ns, latency_ms: the time the app
     waited for the emit call, ok, detail, phase up/down/back). ``summary``: one row per

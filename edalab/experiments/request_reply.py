@@ -31,7 +31,7 @@ from edalab.harness import Scenario
 
 __all__ = ["RR_METHODS", "TOKENS", "authorize", "auth_app", "serve_auth_rest", "serve_auth_broker",
            "rest_authorize", "broker_authorize", "call_rest", "call_broker", "code_lines",
-           "request_reply", "RequestReplyResult"]
+           "authorization_check", "RequestReplyResult"]
 
 #: the ways of asking compared (the column ``method``)
 RR_METHODS = ("rest", "redis-list")
@@ -177,7 +177,7 @@ def call_broker(ctx, redis_url: str, rate_per_s: float, timeout_s: float,
     r.close()
 
 
-def request_reply(lab, *, rate_per_s: float = 40.0, timeout_s: float = 0.5, up_s: float | None = None,
+def authorization_check(lab, *, rate_per_s: float = 40.0, timeout_s: float = 0.5, up_s: float | None = None,
                   down_s: float | None = None, after_s: float | None = None, quick: bool | None = None,
                   run_dir: str | Path | None = None) -> "RequestReplyResult":
     """Ask the same authorization question over REST and over Redis lists (notebook 06).
@@ -279,7 +279,7 @@ def analyse(calls, served, lifecycle, params: dict) -> "RequestReplyResult":
 
 @dataclass
 class RequestReplyResult:
-    """What :func:`request_reply` measured (notebook 06).
+    """What :func:`authorization_check` measured (notebook 06).
 
     ``samples``: every call (role = method, id, t_ns, latency_ms, outcome ok/error/timeout,
     detail, phase up/down/back). ``summary``: one row per ``method`` with ``latency_*_ms``

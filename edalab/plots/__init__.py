@@ -29,3 +29,5 @@ from edalab.plots.topology import chain_outcomes, chain_timeline, scaling_lag, s
 __all__ += ["chain_outcomes", "chain_timeline", "scaling_lag", "service_graph_chart"]  # notebook 07
 from edalab.plots.webhooks import fan_out_cost, outage_outcomes, outage_timeline, slow_subscriber, webhook_delay  # noqa: E402,F401 notebook 05
 __all__ += ["fan_out_cost", "outage_outcomes", "outage_timeline", "slow_subscriber", "webhook_delay"]  # notebook 05
+from edalab.plots.rest_is_right import call_latency_bars, call_timeline, emit_latency_bars, log_loss_bars, paging_bars  # noqa: E402,F401 notebook 06
+__all__ += ["call_latency_bars", "call_timeline", "emit_latency_bars", "log_loss_bars", "paging_bars"]  # notebook 06

@@ -17,6 +17,7 @@ METHOD_COLORS = {"rest-poll": "tab:red", "long-poll": "tab:orange", "sse": "tab:
                  "kafka": "tab:blue"}
 METHOD_COLORS["webhook-retry"] = "tab:gray"  # notebook 05: a webhook sender with an outbox and retries
 METHOD_COLORS["rest-chain"] = "black"  # notebook 07: services calling each other over HTTP, in a chain
+METHOD_COLORS.update({"rest": "dimgray", "redis-list": "teal", "http-sync": "darkslategray", "kafka-acks0": "lightskyblue", "kafka-acks1": "cornflowerblue", "kafka-acksall": "navy", "kafka-acksall-wait": "slateblue", "rest-offset": "goldenrod", "rest-cursor": "darkolivegreen"})  # notebook 06
 
 #: line style per method, so lines that lie on top of each other (Redis pub/sub and
 #: Redis Streams deliver within a few hundred microseconds of each other) stay apart

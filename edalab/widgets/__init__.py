@@ -11,6 +11,7 @@ from edalab.widgets._polling import polling_vs_push_widget
 from edalab.widgets._webhooks import webhook_outage_widget  # notebook 05
 from edalab.widgets._topology import service_chain_widget  # notebook 07
 
+from edalab.widgets._rest import paging_widget  # noqa: F401 notebook 06
 __all__ = ["experiment_widget", "polling_vs_push_widget"]
 __all__ += ["webhook_outage_widget"]  # notebook 05
 __all__ += ["service_chain_widget"]  # notebook 07
