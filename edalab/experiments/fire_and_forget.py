@@ -27,6 +27,7 @@ from pathlib import Path
 
 from edalab import _checks
 from edalab._config import quick_mode
+from edalab._errors import ConfigError
 from edalab.harness import Scenario
 
 __all__ = ["FF_METHODS", "emit_logs", "collect_logs", "log_per_request", "FireAndForgetResult"]
@@ -216,4 +217,8 @@ class FireAndForgetResult:
     params: dict = field(default_factory=dict)
 
     def row(self, method: str) -> dict:
-        return self.summary.set_index("method").loc[method].to_dict()
+        """One method's summary row as a dict (counts stay whole numbers)."""
+        rows = self.summary[self.summary["method"] == method]
+        if not len(rows):
+            raise ConfigError(f"No method {method!r} in this result; it has {list(self.summary['method'])}.")
+        return rows.iloc[0].to_dict()

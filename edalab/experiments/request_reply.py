@@ -26,7 +26,7 @@ from pathlib import Path
 
 from edalab import _checks
 from edalab._config import quick_mode
-from edalab._errors import ExperimentError
+from edalab._errors import ConfigError, ExperimentError
 from edalab.harness import Scenario
 
 __all__ = ["RR_METHODS", "TOKENS", "authorize", "auth_app", "serve_auth_rest", "serve_auth_broker",
@@ -177,13 +177,17 @@ def call_broker(ctx, redis_url: str, rate_per_s: float, timeout_s: float,
     r.close()
 
 
-def authorization_check(lab, *, rate_per_s: float = 40.0, timeout_s: float = 0.5, up_s: float | None = None,
+def authorization_check(lab, *, rest_client=rest_authorize, broker_client=broker_authorize, rate_per_s: float = 40.0, timeout_s: float = 0.5, up_s: float | None = None,
                   down_s: float | None = None, after_s: float | None = None, quick: bool | None = None,
                   run_dir: str | Path | None = None) -> "RequestReplyResult":
     """Ask the same authorization question over REST and over Redis lists (notebook 06).
 
     Args:
         lab: from :func:`edalab.start` (Redis is its Valkey).
+        rest_client: ``rest_client(client, user, token, timeout_s)`` -> allowed, with an httpx
+            client (default :func:`rest_authorize`); notebook 06 passes its own copy.
+        broker_client: ``broker_client(r, user, token, reply_to, timeout_s, call_id)`` -> allowed,
+            with a redis-py client (default :func:`broker_authorize`).
         rate_per_s: questions per second per caller (a caller waits for each answer).
         timeout_s: how long a caller waits for an answer, in seconds (both methods).
         up_s: seconds with the responders up (latency is measured here); default 6, quick 3.
@@ -195,6 +199,9 @@ def authorization_check(lab, *, rate_per_s: float = 40.0, timeout_s: float = 0.5
     from edalab._servers import free_port
 
     quick = quick_mode(quick)
+    for name, fn in (("rest_client", rest_client), ("broker_client", broker_client)):
+        if not callable(fn):
+            raise ConfigError(f"{name} must be a client function, not {type(fn).__name__}.")
     rate = _checks.number(rate_per_s, "rate_per_s", unit="questions per second", positive=True,
                           sensible=(1, 500))
     timeout = _checks.number(timeout_s, "timeout_s", unit="seconds", positive=True, sensible=(0.01, 10))
@@ -210,8 +217,8 @@ def authorization_check(lab, *, rate_per_s: float = 40.0, timeout_s: float = 0.5
     sc.add("auth-rest", serve_auth_rest, kwargs={"url": url})
     sc.add("auth-broker", serve_auth_broker, kwargs={"redis_url": lab.redis_url})
     common = {"rate_per_s": rate, "timeout_s": timeout}
-    sc.add("rest", call_rest, kwargs={"url": url, **common})
-    sc.add("redis-list", call_broker, kwargs={"redis_url": lab.redis_url, **common})
+    sc.add("rest", call_rest, kwargs={"url": url, "client_fn": rest_client, **common})
+    sc.add("redis-list", call_broker, kwargs={"redis_url": lab.redis_url, "client_fn": broker_client, **common})
     with sc.run(progress=False) as run:
         for role in ("auth-rest", "auth-broker"):
             run.at(up).kill(role)
@@ -230,7 +237,7 @@ def authorization_check(lab, *, rate_per_s: float = 40.0, timeout_s: float = 0.5
             sc[caller].stop()
     params = dict(quick=quick, rate_per_s=rate, timeout_s=timeout, up_s=up, down_s=down, after_s=after,
                   run_dir=str(sc.run_dir),
-                  code_lines={"rest": code_lines(rest_authorize), "redis-list": code_lines(broker_authorize)})
+                  code_lines={"rest": code_lines(rest_client), "redis-list": code_lines(broker_client)})
     return analyse(sc.recorder.table("calls"), sc.recorder.table("served"), sc.recorder.lifecycle(), params)
 
 
@@ -294,4 +301,8 @@ class RequestReplyResult:
     params: dict = field(default_factory=dict)
 
     def row(self, method: str) -> dict:
-        return self.summary.set_index("method").loc[method].to_dict()
+        """One method's summary row as a dict (counts stay whole numbers)."""
+        rows = self.summary[self.summary["method"] == method]
+        if not len(rows):
+            raise ConfigError(f"No method {method!r} in this result; it has {list(self.summary['method'])}.")
+        return rows.iloc[0].to_dict()
