@@ -92,6 +92,11 @@ class KafkaSpec(TransportSpec):
         max_block_ms: longest ``publish()`` may block (for metadata or buffer space).
         max_poll_records: most events one ``receive()`` returns; the rest of a fetch
             stays buffered in the client (and counts as lag).
+        groups_per_topic: Kafka's consumer groups are cluster-wide; with True (the
+            default) a subscriber's group ``"billing"`` joins as ``"<topic>.billing"``,
+            so runs on fresh topics never share a group's state (on the embedded
+            Tansu, a group whose members left during a join can stall the next run's
+            join: docs/brokers.md, item 10). False uses the name as given.
     """
 
     bootstrap: str
@@ -106,6 +111,7 @@ class KafkaSpec(TransportSpec):
     request_timeout_ms: int = 15000
     max_block_ms: int = 10000
     max_poll_records: int = 500
+    groups_per_topic: bool = True
 
     kind = "kafka"
     # A partitioned log kept on the broker: groups compete for partitions, readers
@@ -137,6 +143,10 @@ class KafkaSpec(TransportSpec):
                 f"request_timeout_ms ({self.request_timeout_ms}) must exceed session_timeout_ms "
                 f"and fetch_max_wait_ms, or group joins and fetches time out on the client "
                 f"first; try {max(15000, self.session_timeout_ms + 5000)}.")
+
+    def group_id(self, group: str) -> str:
+        """The Kafka group id a subscriber of consumer group ``group`` joins as."""
+        return f"{self.topic}.{group}" if self.groups_per_topic else group
 
     @classmethod
     def for_lab(cls, lab: "Lab", topic: str, **overrides: Any) -> "KafkaSpec":
@@ -398,7 +408,7 @@ class KafkaSubscriber(Subscriber):
         self._empty_polls = 0
         try:
             self._consumer = KafkaConsumer(
-                bootstrap_servers=spec.bootstrap, group_id=self.group,
+                bootstrap_servers=spec.bootstrap, group_id=spec.group_id(self.group),
                 client_id=f"edalab-subscriber-{os.getpid()}",
                 auto_offset_reset=spec.auto_offset_reset,
                 enable_auto_commit=spec.enable_auto_commit,
