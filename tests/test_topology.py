@@ -96,6 +96,7 @@ def test_chain_vs_events_refuses_bad_settings(kwargs, match):
 @pytest.mark.parametrize("kwargs, match", [
     ({"instances": "2"}, "instances"), ({"instances": [5], "partitions": 4}, "instances"), ({"instances": []}, "instances"),
     ({"work_ms": 0}, "work_ms"), ({"partitions": 0}, "partitions"), ({"method": "redis-pubsub"}, "method"),
+    ({"chain": "yes"}, "chain"), ({"guest_concurrency": 0}, "guest_concurrency"),
 ])
 def test_scale_consumers_refuses_bad_settings(kwargs, match):
     with pytest.raises(ConfigError, match=match):
@@ -126,12 +127,17 @@ def test_killing_billing_refuses_orders_in_the_chain_and_delays_them_with_events
     assert 0.8 < killed < back
 
 
-def test_a_second_consumer_in_the_group_raises_throughput(lab, tmp_path):
+def test_a_second_consumer_in_the_group_raises_throughput_and_the_chain_backlog_waits_in_the_guest(lab, tmp_path):
     result = scale_consumers(lab, instances=[1, 2], rate_per_s=60, work_ms=25, duration_s=3, run_dir=tmp_path)
-    one, two = (result.summary.set_index("instances").loc[n] for n in (1, 2))
-    assert one["processed"] == one["produced"] and two["processed"] == two["produced"]
+    rows = result.summary.set_index(["method", "instances"])
+    chain, one, two = rows.loc[("rest-chain", 1)], rows.loc[("kafka", 1)], rows.loc[("kafka", 2)]
+    for row in (chain, one, two):
+        assert row["processed"] == row["produced"] and row["failed"] == 0, row
     assert two["throughput_per_s"] > 1.2 * one["throughput_per_s"]
     assert two["lag_max"] < one["lag_max"]
+    # one billing behind HTTP: the same shortfall, so the guest holds a backlog and waits for it
+    assert chain["lag_max"] > 2 * two["lag_max"] and chain["latency_p50_ms"] > 3 * two["latency_p50_ms"]
+    assert set(result.samples["method"]) == {"rest-chain", "kafka"}
 
 
 # -- the exercise ----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import time
 __all__ = ["http_service", "event_service", "guest", "HANDLED_COLUMNS", "CALL_COLUMNS"]
 
 HANDLED_COLUMNS = ["service", "method", "order", "done_ns"]
-CALL_COLUMNS = ["method", "order", "sent_ns", "answered_ns", "accepted", "status"]
+CALL_COLUMNS = ["method", "order", "due_ns", "sent_ns", "answered_ns", "accepted", "status"]
 
 
 def http_service(ctx, url: str, service: str, method: str, work_ms: float = 5.0, next_url: str | None = None,
@@ -112,29 +112,45 @@ def event_service(ctx, spec, service: str, group: str, method: str, work_ms: flo
         handled.close()
 
 
-def guest(ctx, url: str, method: str, schedule_s: list[float], timeout_s: float = 1.0) -> None:
+def guest(ctx, url: str, method: str, schedule_s: list[float], timeout_s: float = 1.0, concurrency: int = 1) -> None:
     """Role: place order ``n`` at ``schedule_s[n]`` seconds after the gate; write each answer.
 
-    One order at a time (a late answer delays the next order). ``accepted`` is 1 for a
-    2xx answer and 0 for an error answer, a refused connection or a timeout.
+    At most ``concurrency`` orders wait for an answer at once (1: one after another);
+    an order due while all are busy waits in the guest, so ``answered_ns - due_ns`` is
+    what the guest lived through. ``accepted`` is 1 for a 200 answer and 0 for an error
+    answer, a refused connection or a timeout.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     import httpx
 
     calls = ctx.recorder.table_writer(ctx.name, "calls", CALL_COLUMNS)
-    with httpx.Client(base_url=url, timeout=timeout_s) as client:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    def place(client, order: int, due_ns: int) -> None:
+        sent_ns = time.time_ns()
         try:
-            if ctx.gate() is None:
+            status = client.post("/orders", json={"order": order}).status_code
+        except httpx.HTTPError as exc:
+            status = type(exc).__name__
+        calls.write({"role": ctx.name, "method": method, "order": order, "due_ns": due_ns, "sent_ns": sent_ns,
+                     "answered_ns": time.time_ns(), "accepted": int(status == 200), "status": status})
+
+    with httpx.Client(base_url=url, timeout=timeout_s, limits=limits) as client, \
+            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="guest") as pool:
+        try:
+            gate_ns = ctx.gate()
+            if gate_ns is None:
                 return
             start = time.monotonic()
             for order, at_s in enumerate(schedule_s):
                 if ctx.sleep(start + at_s - time.monotonic()):
                     break
-                sent_ns = time.time_ns()
-                try:
-                    status = client.post("/orders", json={"order": order}).status_code
-                except httpx.HTTPError as exc:
-                    status = type(exc).__name__
-                calls.write({"role": ctx.name, "method": method, "order": order, "sent_ns": sent_ns,
-                             "answered_ns": time.time_ns(), "accepted": int(status == 200), "status": status})
+                due_ns = gate_ns + int(at_s * 1e9)
+                if concurrency == 1:
+                    place(client, order, due_ns)
+                else:
+                    pool.submit(place, client, order, due_ns)
+            pool.shutdown(wait=True)  # every order placed has its answer written
         finally:
             calls.close()

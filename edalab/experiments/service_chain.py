@@ -28,17 +28,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edalab import _checks, topology
+from edalab import _checks
 from edalab._config import quick_mode
 from edalab._errors import ConfigError, ExperimentError
+from edalab.experiments._chain_analysis import CHAIN, analyse_chain, backlog_row, scale_row
 from edalab.experiments._chain_roles import event_service, guest, http_service
 from edalab.harness import Scenario
 from edalab.roles import produce
 
 __all__ = ["CHAIN", "EVENT_METHODS", "chain_vs_events", "ChainResult", "scale_consumers", "ScaleResult"]
 
-#: the services of the real chain, in call order
-CHAIN = ("orders", "kitchen", "billing")
 #: the broker transports the event version may use (the ``method`` column)
 EVENT_METHODS = ("kafka", "redis-stream")
 _TOPIC_OPTIONS = {"kafka": lambda partitions: {"partitions": partitions}}
@@ -147,10 +146,11 @@ def chain_vs_events(lab, *, method: str = "kafka", rate_per_s: float = 20.0, dur
         run.until(lambda: kill_at_s + down_s < run.elapsed_s() and _all_billed(sc.recorder, method),
                   timeout_s=kill_at_s + down_s + 40, step_s=0.2)
         gate_ns = run.gate_ns
-    return _analyse(sc.recorder, gate_ns, method, delayed_after_s,
-                    dict(method=method, rate_per_s=rate_per_s, duration_s=duration_s, kill_at_s=kill_at_s,
-                         down_s=down_s, work_ms=work_ms, delayed_after_s=delayed_after_s, quick=quick,
-                         run_dir=str(sc.run_dir)))
+    params = dict(method=method, rate_per_s=rate_per_s, duration_s=duration_s, kill_at_s=kill_at_s,
+                  down_s=down_s, work_ms=work_ms, delayed_after_s=delayed_after_s, quick=quick,
+                  run_dir=str(sc.run_dir))
+    samples, summary, down = analyse_chain(sc.recorder, gate_ns, method, delayed_after_s, params)
+    return ChainResult(samples, summary, down, params)
 
 
 def _all_billed(recorder, method: str) -> bool:
@@ -163,66 +163,19 @@ def _all_billed(recorder, method: str) -> bool:
     return accepted <= billed
 
 
-def _down_window(lifecycle, role: str, gate_ns: int) -> tuple[float, float]:
-    """(killed, ready again) of ``role`` in seconds after the gate, from the owner's log."""
-    mine = lifecycle[lifecycle["role"] == role]
-    killed = mine.loc[mine["what"] == "killed", "at_ns"]
-    if killed.empty:
-        raise ExperimentError(f"The lifecycle log has no kill of {role}; the timeline did not run.")
-    back = mine.loc[(mine["what"] == "ready") & (mine["at_ns"] > killed.iloc[0]), "at_ns"]
-    end = back.iloc[0] if not back.empty else lifecycle["at_ns"].max()
-    return (killed.iloc[0] - gate_ns) / 1e9, (end - gate_ns) / 1e9
-
-
-def _analyse(recorder, gate_ns: int, method: str, delayed_after_s: float, params: dict) -> ChainResult:
-    import numpy as np
-    import pandas as pd
-
-    calls, handled, lifecycle = recorder.table("calls"), recorder.table("handled"), recorder.lifecycle()
-    if calls.empty:
-        raise ExperimentError(f"No guest wrote any call; see the role logs in {params['run_dir']}.")
-    billed = (handled[handled["service"] == "billing"].groupby(["method", "order"])["done_ns"].min()
-              .rename("billed_ns").reset_index())
-    s = calls.merge(billed, on=["method", "order"], how="left")
-    s["sent_s"] = (s["sent_ns"] - gate_ns) / 1e9
-    s["accepted"] = s["accepted"].astype(bool)
-    s["latency_ms"] = (s["answered_ns"] - s["sent_ns"]) / 1e6
-    s["billed_s"] = (s["billed_ns"] - gate_ns) / 1e9
-    s["done_ms"] = (s["billed_ns"] - s["sent_ns"]) / 1e6
-    samples = s[["method", "order", "sent_s", "accepted", "status", "latency_ms", "billed_s", "done_ms"]]
-    rows, down = [], {}
-    for m, role, design in (("rest-chain", "billing-rest", "sync"), (method, "billing-ev", "events")):
-        mine = samples[samples["method"] == m]
-        ok = mine[mine["accepted"]]
-        down[m] = _down_window(lifecycle, role, gate_ns)
-        window_s = mine["sent_s"].max() - mine["sent_s"].min()
-        overlap_s = max(0.0, min(down[m][1], mine["sent_s"].max()) - max(down[m][0], mine["sent_s"].min()))
-        billing_up = 1.0 - overlap_s / window_s if window_s > 0 else 1.0
-        graph = topology.chain(CHAIN, design, availability={"billing": max(billing_up, 1e-9)})
-        late = ok["done_ms"].isna() | (ok["done_ms"] > delayed_after_s * 1000)
-        lat = ok["latency_ms"].to_numpy(dtype=float)
-        rows.append({"method": m, "orders": len(mine), "accepted": len(ok), "failed": len(mine) - len(ok),
-                     "delayed": int(late.sum()), "lost": int(ok["done_ms"].isna().sum()),
-                     "accepted_fraction": len(ok) / len(mine) if len(mine) else float("nan"),
-                     "predicted_fraction": topology.availability(graph), "billing_availability": billing_up,
-                     "latency_p50_ms": float(np.median(lat)) if len(lat) else float("nan"),
-                     "latency_mean_ms": float(lat.mean()) if len(lat) else float("nan"),
-                     "latency_p90_ms": float(np.percentile(lat, 90)) if len(lat) else float("nan"),
-                     "done_p50_ms": float(ok["done_ms"].median())})
-    return ChainResult(samples.reset_index(drop=True), pd.DataFrame(rows), down, params)
-
-
 @dataclass
 class ScaleResult:
     """What :func:`scale_consumers` measured (notebook 07).
 
     Attributes:
         samples: lag over time: ``method``, ``instances``, ``t_s`` (after the gate),
-            ``produced``, ``processed``, ``lag`` (produced - processed, orders).
-        summary: one row per number of instances: ``method``, ``instances``,
-            ``produced``, ``processed``, ``throughput_per_s`` (processed per second
-            while orders arrived), ``lag_max``, ``drain_s`` (gate -> last order
-            processed), ``latency_p50_ms``, ``latency_p90_ms`` (placed -> processed).
+            ``produced`` (orders due so far), ``processed`` (billed so far; the chain:
+            answered), ``lag`` (the difference: in the topic, or in the chain's guest).
+        summary: one row per method and number of instances: ``method``, ``instances``,
+            ``produced``, ``processed``, ``failed``, ``throughput_per_s`` (processed per
+            second while orders arrived), ``lag_max``, ``drain_s`` (gate -> last order
+            processed), ``latency_p50_ms``, ``latency_p90_ms`` (events: published ->
+            billed; the chain: due -> answered, what the guest waited).
         params: the settings of the run.
     """
 
@@ -233,19 +186,25 @@ class ScaleResult:
 
 def scale_consumers(lab, *, instances: Sequence[int] = (1, 2), rate_per_s: float = 60.0, work_ms: float = 25.0,
                     duration_s: float | None = None, partitions: int = 4, method: str = "kafka",
-                    consumer: Callable | None = None, quick: bool | None = None,
-                    run_dir: str | Path | None = None) -> ScaleResult:
+                    consumer: Callable | None = None, chain: bool = True, guest_concurrency: int = 8,
+                    quick: bool | None = None, run_dir: str | Path | None = None) -> ScaleResult:
     """One slow consumer (billing, ``work_ms`` per order) with 1, 2, ... instances in one group (notebook 07).
+
+    With ``chain`` it first runs the same billing behind HTTP (guest -> orders ->
+    billing, method ``rest-chain``, one instance): there the backlog waits in the
+    guest, whose ``guest_concurrency`` callers are all busy, instead of in the topic.
 
     Args:
         lab: from :func:`edalab.start`.
         instances: numbers of billing instances to try, each 1..``partitions``.
         rate_per_s: orders a second (above one instance's ``1000 / work_ms`` makes a backlog).
         work_ms: billing's work per order, one order at a time per instance.
-        duration_s: how long orders arrive (default 10 s, quick 4 s).
+        duration_s: how long orders arrive (default 10 s, quick 3 s).
         partitions: of each fresh Kafka topic: at most this many instances share the work.
         method: one of :data:`EVENT_METHODS`.
         consumer: the billing body (default :func:`~edalab.experiments._chain_roles.event_service`).
+        chain: also run the synchronous chain with one billing, for comparison.
+        guest_concurrency: orders the chain's guest may have waiting for an answer at once.
         quick: the short CI version (default ``$EDALAB_QUICK``).
         run_dir: keep each run's traces in a subfolder of this folder.
     """
@@ -263,14 +222,22 @@ def scale_consumers(lab, *, instances: Sequence[int] = (1, 2), rate_per_s: float
     rate_per_s = _checks.number(rate_per_s, "rate_per_s", unit="orders per second", positive=True,
                                 sensible=(2, 300))
     work_ms = _checks.number(work_ms, "work_ms", unit="milliseconds", positive=True, sensible=(1, 500))
-    duration_s = _checks.number((4.0 if quick else 10.0) if duration_s is None else duration_s, "duration_s",
+    duration_s = _checks.number((3.0 if quick else 10.0) if duration_s is None else duration_s, "duration_s",
                                 unit="seconds", positive=True, sensible=(2, 120))
     if consumer is not None and not callable(consumer):
         raise ConfigError(f"consumer must be a role body function, not {type(consumer).__name__}.")
+    if not isinstance(chain, bool):
+        raise ConfigError(f"chain must be True or False, not {chain!r}.")
+    guest_concurrency = _checks.count(guest_concurrency, "guest_concurrency", minimum=1, maximum=64)
     import pandas as pd
 
     schedule = steady(rate_per_s, duration_s)
     rows, samples = [], []
+    if chain:
+        row, lag = _chain_stage(schedule, work_ms, duration_s, guest_concurrency,
+                                Path(run_dir) / "rest-chain" if run_dir is not None else None)
+        rows.append(row)
+        samples.append(lag)
     for n in counts:
         spec = lab.transport(method, **_TOPIC_OPTIONS.get(method, lambda p: {})(partitions))
         sc = Scenario(f"scale-{n}", run_dir=Path(run_dir) / f"instances-{n}" if run_dir is not None else None)
@@ -286,41 +253,38 @@ def scale_consumers(lab, *, instances: Sequence[int] = (1, 2), rate_per_s: float
             run.until(lambda: _processed(sc.recorder) >= total,
                       timeout_s=total * work_ms / 1000 + 30, step_s=0.2)
             gate_ns = run.gate_ns
-        row, lag = _scale_row(sc.recorder, gate_ns, method, n, duration_s)
+        row, lag = scale_row(sc.recorder, gate_ns, method, n, duration_s)
         rows.append(row)
         samples.append(lag)
     params = dict(instances=tuple(counts), rate_per_s=rate_per_s, work_ms=work_ms, duration_s=duration_s,
-                  partitions=partitions, method=method, quick=quick)
+                  partitions=partitions, method=method, chain=chain, guest_concurrency=guest_concurrency,
+                  quick=quick)
     return ScaleResult(pd.concat(samples, ignore_index=True), pd.DataFrame(rows), params)
+
+
+def _chain_stage(schedule: list[float], work_ms: float, duration_s: float, concurrency: int, run_dir):
+    """guest -> orders -> billing over HTTP at the same rate; the backlog waits in the guest."""
+    from edalab._servers import free_port
+
+    urls = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    sc = Scenario("scale-rest-chain", run_dir=run_dir)
+    sc.add("orders", http_service, kwargs={"url": urls[0], "service": "orders", "method": "rest-chain",
+                                           "work_ms": 0.0, "next_url": urls[1], "timeout_s": 30.0})
+    sc.add("billing", http_service, kwargs={"url": urls[1], "service": "billing", "method": "rest-chain",
+                                            "work_ms": work_ms})
+    sc.add("guest", guest, kwargs={"url": urls[0], "method": "rest-chain", "schedule_s": schedule,
+                                   "timeout_s": 30.0, "concurrency": concurrency})
+    with sc.run(progress=False) as run:
+        run.wait_finished("guest", timeout_s=duration_s + len(schedule) * work_ms / 1000 + 30)
+        gate_ns = run.gate_ns
+    calls = sc.recorder.table("calls")
+    if calls.empty:
+        raise ExperimentError(f"The chain's guest wrote no call; see the role logs in {sc.run_dir}.")
+    ok = calls[calls["accepted"] == 1]
+    return backlog_row("rest-chain", 1, gate_ns, duration_s, due_ns=calls["due_ns"], done_ns=ok["answered_ns"],
+                        delay_ms=(ok["answered_ns"] - ok["due_ns"]) / 1e6, failed=len(calls) - len(ok))
 
 
 def _processed(recorder) -> int:
     handled = recorder.table("handled")
     return 0 if handled.empty else handled["order"].nunique()
-
-
-def _scale_row(recorder, gate_ns: int, method: str, n: int, duration_s: float):
-    import numpy as np
-    import pandas as pd
-
-    produced = recorder.produced()
-    handled = recorder.table("handled").sort_values("done_ns").drop_duplicates("order")
-    if handled.empty:
-        raise ExperimentError(f"Billing processed nothing with {n} instance(s); see the role logs in "
-                              f"{recorder.run_dir}.")
-    sent = produced.set_index("seq")["produced_at_ns"]
-    done = handled.set_index("order")["done_ns"]
-    delay_ms = (done - sent.reindex(done.index)).dropna() / 1e6
-    end_s = (done.max() - gate_ns) / 1e9
-    grid = np.arange(0.0, end_s + 0.25, 0.25)
-    sent_s = np.sort((sent.to_numpy() - gate_ns) / 1e9)
-    done_s = np.sort((done.to_numpy() - gate_ns) / 1e9)
-    p = np.searchsorted(sent_s, grid, side="right")
-    d = np.searchsorted(done_s, grid, side="right")
-    lag = pd.DataFrame({"method": method, "instances": n, "t_s": grid, "produced": p, "processed": d,
-                        "lag": p - d})
-    in_window = int(np.searchsorted(done_s, duration_s, side="right"))
-    row = {"method": method, "instances": n, "produced": len(sent), "processed": len(done),
-           "throughput_per_s": in_window / duration_s, "lag_max": int(lag["lag"].max()), "drain_s": end_s,
-           "latency_p50_ms": float(delay_ms.median()), "latency_p90_ms": float(np.percentile(delay_ms, 90))}
-    return row, lag

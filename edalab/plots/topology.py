@@ -94,16 +94,17 @@ def chain_timeline(result, ax=None):
 
 
 def scaling_lag(result, ax=None):
-    """Lag (orders placed but not yet billed) over time, one line per number of billing instances."""
+    """Orders due but not yet done over time: in the topic for each number of billing instances,
+    in the guest for the synchronous chain (orders it wanted to place and had no answer for)."""
     ax = axes(ax)
     styles = ["-", "--", ":", "-."]
-    for k, (n, lag) in enumerate(result.samples.groupby("instances")):
-        method = lag["method"].iloc[0]
+    for k, ((method, n), lag) in enumerate(result.samples.groupby(["method", "instances"], sort=False)):
+        where = "waiting in the guest" if method == "rest-chain" else f"{n} billing instance(s)"
         ax.plot(lag["t_s"], lag["lag"], styles[k % len(styles)], color=METHOD_COLORS.get(method, "0.3"),
-                lw=1.2 + 0.6 * k, label=f"{method}, {n} billing instance(s)")
+                lw=1.2 + 0.5 * k, label=f"{method}, {where}")
     ax.axvline(result.params["duration_s"], color="0.5", lw=0.8, ls=":")
-    ax.set_xlabel("seconds after the start (dotted: last order placed)")
-    ax.set_ylabel("lag (orders waiting for billing)")
-    ax.set_title("A slow consumer, once and twice in one group", fontsize=10)
+    ax.set_xlabel("seconds after the start (dotted: last order due)")
+    ax.set_ylabel("orders due, not yet billed")
+    ax.set_title("A slow billing: behind HTTP, and consuming events once and twice in one group", fontsize=10)
     legend_outside(ax)
     return ax
