@@ -87,12 +87,12 @@ def test_units_far_off_warn_before_anything_runs(lab):
         webhook_outage(lab, down_s=5000, work_ms=50, rate_per_s=30)
 
 
-def test_exercise_accepts_backoff_and_refuses_no_retry_and_a_storm():
-    run = n05.measure_retry_policies({"reference": n05.solution_retry, "no retry": n05.no_retry,
-                                      "storm": lambda attempt: 0}, progress=False)
-    assert n05.judge_retry(run, "reference"), run
-    assert not n05.judge_retry(run, "no retry")
-    assert "storm" in n05.judge_retry(run, "storm").message
+def test_exercise_refuses_a_storm_and_judges_reference_and_no_retry_alongside():
+    check = n05.check_retry_policy(lambda attempt: 0, progress=False)
+    assert not check and "storm" in check.yours.message, check.table
+    assert check.reference and not check.no_retry, check.table
+    assert "no retry:" in str(check)
+    assert n05.check_retry_policy(n05.solution_retry, progress=False)
 
 
 @pytest.mark.parametrize("answer, words", [(None, "still None"), ("my_retry", "without quotes"),

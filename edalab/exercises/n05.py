@@ -13,11 +13,13 @@ while it was down (a retry storm).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from edalab.exercises import Feedback
 
-__all__ = ["check_retry_policy", "measure_retry_policies", "judge_retry", "solution_retry", "no_retry",
-           "hint", "solution", "STORM_ATTEMPTS_PER_S"]
+__all__ = ["check_retry_policy", "RetryCheck", "measure_retry_policies", "judge_retry", "solution_retry",
+           "no_retry", "hint", "solution", "STORM_ATTEMPTS_PER_S"]
 
 #: more failed attempts than this per second the receiver was away is a retry storm
 STORM_ATTEMPTS_PER_S = 25.0
@@ -35,13 +37,38 @@ def solution_retry(attempt):
     return min(0.05 * 2 ** (attempt - 1), 1.0)
 
 
-def measure_retry_policies(policies: Mapping[str, Callable], *, down_s: float = 2.0, rate_per_s: float = 20.0,
-                           work_ms: float = 30.0, progress: bool = True):
+@dataclass(frozen=True)
+class RetryCheck:
+    """The verdict on your policy, and on the reference and "no retry" judged in the same run.
+
+    True when yours passed; printing it shows your feedback and the others' counts.
+    ``table``: the run's counts, one row per policy.
+    """
+
+    yours: Feedback
+    reference: Feedback
+    no_retry: Feedback
+    table: Any
+
+    def __bool__(self) -> bool:
+        return self.yours.ok
+
+    def __str__(self) -> str:
+        return (f"{self.yours}\n  (same run, the course's backoff: {self.reference.message.split('. ')[0]}; "
+                f"no retry: {self.no_retry.message.split('. ')[0]})")
+
+    def _repr_markdown_(self) -> str:
+        return self.yours._repr_markdown_()
+
+
+def measure_retry_policies(policies: Mapping[str, Callable], *, down_s: float = 1.5, rate_per_s: float = 20.0,
+                           work_ms: float = 10.0, progress: bool = True):
     """Run one sender per policy against its own receiver; kill every receiver 1 s after
-    the gate, start it again ``down_s`` later, send orders 1.5 s more; then count.
+    the gate, start it again ``down_s`` later, send orders 1 s more; then count.
 
     Returns the summary table (one row per policy name, the columns of
     :class:`~edalab.experiments.webhooks.WebhookOutageResult.summary`). About 8 s.
+    The receivers' ``work_ms`` per order is short so that the backlog drains quickly.
     """
     from edalab import _checks
     from edalab._errors import ConfigError
@@ -58,7 +85,7 @@ def measure_retry_policies(policies: Mapping[str, Callable], *, down_s: float = 
     rate_per_s = _checks.number(rate_per_s, "rate_per_s", unit="orders per second", positive=True,
                                 sensible=(1, 100))
     work_ms = _checks.number(work_ms, "work_ms", unit="ms", minimum=0, sensible=(0, 1000 / rate_per_s))
-    before_s, after_s = 1.0, 1.5
+    before_s, after_s = 1.0, 1.0
     schedule_s = steady(rate_per_s, before_s + down_s + after_s)
     sc = Scenario("n05-retry")
     pairs = {}
@@ -101,8 +128,9 @@ def judge_retry(run, name: str) -> Feedback:
                           f"so a webhook receiver must be idempotent too.")
 
 
-def check_retry_policy(my_retry: object, *, progress: bool = True) -> Feedback:
-    """Run ``my_retry`` through the harness against a receiver that is down for a while."""
+def check_retry_policy(my_retry: object, *, progress: bool = True) -> Feedback | RetryCheck:
+    """Run ``my_retry`` through the harness against a receiver that is down for a while,
+    next to the reference policy and "no retry" (one run, about ten seconds)."""
     from edalab._errors import ConfigError
     from edalab.experiments.webhooks import check_retry_policy as valid_policy
 
@@ -115,7 +143,10 @@ def check_retry_policy(my_retry: object, *, progress: bool = True) -> Feedback:
         valid_policy(my_retry, name="my_retry")
     except ConfigError as error:
         return Feedback(False, str(error))
-    return judge_retry(measure_retry_policies({"yours": my_retry}, progress=progress), "yours")
+    table = measure_retry_policies({"yours": my_retry, "reference": solution_retry, "no retry": no_retry},
+                                   progress=progress)
+    return RetryCheck(judge_retry(table, "yours"), judge_retry(table, "reference"),
+                      judge_retry(table, "no retry"), table)
 
 
 def hint() -> str:

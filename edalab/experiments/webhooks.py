@@ -35,6 +35,7 @@ from edalab.roles import consume, produce
 from edalab.workloads import steady
 
 __all__ = ["BROKERS", "MODES", "webhook_outage", "adding_subscribers", "WebhookOutageResult", "FanOutResult",
+           "webhook_sender",
            "no_retry", "retry_with_backoff", "check_retry_policy", "free_port"]
 
 #: the brokers compared with the webhook (``lab.transport`` names)
@@ -169,7 +170,7 @@ def _check_fan_out(broker, counts, modes, slow_ms, rate_per_s, events_per_step, 
              quick=quick)
     if not p["counts"]:
         raise ConfigError("counts must list at least one subscriber count, e.g. [1, 2, 5].")
-    events_per_step = (15 if quick else 40) if events_per_step is None else events_per_step
+    events_per_step = (10 if quick else 40) if events_per_step is None else events_per_step
     p["events_per_step"] = _checks.count(events_per_step, "events_per_step", minimum=1, sensible_max=500)
     return p
 
@@ -185,7 +186,7 @@ def adding_subscribers(lab, *, broker: str = "kafka", counts: Sequence[int] = (1
     in each of ``modes``), then a last step puts the slow one first. Broker side: one
     producer publishes (and waits for the broker's ack) while the owner starts one
     more consumer group per step. ``events_per_step`` events at ``rate_per_s`` per step
-    (default 40; quick 15).
+    (default 40; quick 10).
     """
     p = _check_fan_out(broker, counts, modes, slow_ms, rate_per_s, events_per_step, quick)
     most = max(p["counts"])
