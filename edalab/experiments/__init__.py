@@ -19,7 +19,7 @@ _WHERE = {
     "rest_vs_broker": "rest_calls",
     "listener_down": "downtime", "DowntimeResult": "downtime", "replay": "downtime",
     "waiter_analogy": "waiter", "WaiterResult": "waiter",
-    "webhook_outage": "webhooks", "adding_subscribers": "webhooks", "retry_with_backoff": "webhooks",
+    "webhook_outage": "webhooks", "adding_subscribers": "webhooks", "webhook_sender": "webhooks",
     "chain_vs_events": "service_chain", "ChainResult": "service_chain", "scale_consumers": "service_chain", "ScaleResult": "service_chain",
     "authorization_check": "request_reply", "RequestReplyResult": "request_reply", "log_per_request": "fire_and_forget", "FireAndForgetResult": "fire_and_forget", "paging_under_inserts": "paging", "PagingResult": "paging",  # notebook 06
 }
