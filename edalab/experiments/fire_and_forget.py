@@ -167,6 +167,13 @@ def log_per_request(lab, *, methods=None, rate_per_s: float = 50.0, duration_s: 
         run.wait_finished("app", timeout_s=duration + 60)
         emits = sc.recorder.table("emits")
         accepted = emits[emits["ok"].astype(str).isin(["True", "true", "1"])]["method"].value_counts()
+        receivers = [f"log-{m}" for m in methods]
+
+        def all_back() -> bool:  # every restarted receiver is ready (a Kafka group join takes a while)
+            ready = sc.recorder.lifecycle().query("what == 'ready'")["role"].value_counts()
+            return all(ready.get(r, 0) >= 2 for r in receivers)
+
+        run.until(all_back, timeout_s=60)
         run.until(_settled(run, {m: int(accepted.get(m, 0)) for m in durable}), timeout_s=30)
     params = dict(quick=quick, methods=methods, rate_per_s=rate, duration_s=duration, kill_at_s=kill_at,
                   back_at_s=back_at, run_dir=str(sc.run_dir))

@@ -277,7 +277,7 @@ def analyse(calls, served, lifecycle, params: dict) -> "RequestReplyResult":
                      "calls_down": len(down), "down_errors": int((down["outcome"] == "error").sum()),
                      "down_timeouts": int((down["outcome"] == "timeout").sum()),
                      "down_ok": int((down["outcome"] == "ok").sum()),
-                     "down_answer_ms": down["latency_ms"].median(),
+                     "down_fail_ms": down.loc[down["outcome"] != "ok", "latency_ms"].median(),
                      "down_s": (back_ns - killed_ns) / 1e9, "stale_served": len(timed_out & answered),
                      "back_ok": int(((mine["phase"] == "back") & (mine["outcome"] == "ok")).sum())})
         samples.append(mine.rename(columns={"role": "method"}))
@@ -292,7 +292,8 @@ class RequestReplyResult:
     detail, phase up/down/back). ``summary``: one row per ``method`` with ``latency_*_ms``
     of the answered calls while the responder was up, ``code_lines`` of the client, and,
     while the responder was down, the calls, their outcome counts and the median time until
-    the caller knew (``down_answer_ms``), plus ``stale_served``: questions a responder
+    a failed call failed (``down_fail_ms``: when the caller knew; a question asked late in
+    the outage may still be answered once the responder is back, ``down_ok``), plus ``stale_served``: questions a responder
     answered after their caller had given up.
     """
 
