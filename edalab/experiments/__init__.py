@@ -20,6 +20,7 @@ _WHERE = {
     "listener_down": "downtime", "DowntimeResult": "downtime", "replay": "downtime",
     "waiter_analogy": "waiter", "WaiterResult": "waiter",
     "webhook_outage": "webhooks", "adding_subscribers": "webhooks", "webhook_sender": "webhooks",
+    "broker_goes_down": "broker_outage", "OutageResult": "broker_outage", "what_survives": "_survival", "SurvivalResult": "_survival", "replication_availability": "_availability", "chain_availability": "_availability", "replicated_cluster": "_availability",  # notebook 08
     "chain_vs_events": "service_chain", "ChainResult": "service_chain", "scale_consumers": "service_chain", "ScaleResult": "service_chain",
     "authorization_check": "request_reply", "RequestReplyResult": "request_reply", "log_per_request": "fire_and_forget", "FireAndForgetResult": "fire_and_forget", "paging_under_inserts": "paging", "PagingResult": "paging",  # notebook 06
 }

@@ -28,14 +28,14 @@ class OutageResult:
         samples: one row per order: ``method`` (``tansu-memory``, ``tansu-s3``),
             ``fault``, ``event_id``, ``seq``, ``sent_ns``, ``outcome`` (``acked``,
             ``failed``: the callback got an error, ``refused``: ``send()`` raised,
-            ``unresolved``), ``done_ns``, ``blocked_ms`` (time ``send()`` blocked),
+            ``unresolved``), ``done_ns``, ``blocked_ms`` (time ``send()`` blocked), ``error`` (what the caller got),
             ``deliveries`` (how often billing got it), ``first_received_ns``, ``kept``.
         summary: one row per (``method``, ``fault``): :data:`COUNT_COLUMNS`, plus
             ``ack_max_ms`` (slowest acknowledgement), ``blocked_max_ms``, ``stall_s``
             (billing's longest gap between two deliveries), ``recovery_s`` (from the
             broker being back to billing's next delivery) and ``down_s``.
         timeline: the owner's actions: ``method``, ``fault``, ``what`` (fault/back), ``t_s``.
-        params: the checked parameters.
+        params: the checked parameters, and ``gate_ns`` (when the orders started).
     """
 
     samples: pd.DataFrame
@@ -80,6 +80,7 @@ def analyse_outage(recorder, trials, kept: dict, params: dict) -> OutageResult:
         rows.append({"method": method, "fault": fault, **_counts(sample, got, kept[storage, fault]),
                      **_consumer_times(got, times), "down_s": _seconds(times["back"], times["fault"])})
     summary = pd.DataFrame(rows).set_index(["method", "fault"])
+    params = {**params, "gate_ns": gate_ns}
     return OutageResult(pd.concat(samples, ignore_index=True), summary, pd.DataFrame(timeline), params)
 
 
@@ -94,7 +95,7 @@ def _seconds(later: int | None, earlier: int | None) -> float:
 
 def _per_order(sends: pd.DataFrame, got: pd.DataFrame, kept: set[str]) -> pd.DataFrame:
     """One row per order the service tried to send, with its fate."""
-    columns = ["event_id", "seq", "sent_ns", "outcome", "done_ns", "blocked_ms", "deliveries",
+    columns = ["event_id", "seq", "sent_ns", "outcome", "done_ns", "blocked_ms", "error", "deliveries",
                "first_received_ns", "kept"]
     tried = sends[sends["what"].isin(["buffered", "refused"])]
     if not len(tried):
@@ -104,6 +105,7 @@ def _per_order(sends: pd.DataFrame, got: pd.DataFrame, kept: set[str]) -> pd.Dat
     done = sends[sends["what"].isin(["acked", "failed", "refused"])].drop_duplicates("event_id", keep="last")
     out["outcome"] = done.set_index("event_id")["what"].reindex(out.index).fillna("unresolved")
     out["done_ns"] = done.set_index("event_id")["at_ns"].reindex(out.index)
+    out["error"] = done.set_index("event_id")["error"].reindex(out.index).fillna("")
     counts = got.groupby("event_id").size() if len(got) else pd.Series(dtype=int)
     out["deliveries"] = counts.reindex(out.index).fillna(0).astype(int)
     first = got.groupby("event_id")["received_at_ns"].min() if len(got) else pd.Series(dtype=float)

@@ -31,3 +31,4 @@ from edalab.plots.webhooks import fan_out_cost, outage_outcomes, outage_timeline
 __all__ += ["fan_out_cost", "outage_outcomes", "outage_timeline", "slow_subscriber", "webhook_delay"]  # notebook 05
 from edalab.plots.rest_is_right import call_latency_bars, call_timeline, emit_latency_bars, log_loss_bars, paging_bars  # noqa: E402,F401 notebook 06
 __all__ += ["call_latency_bars", "call_timeline", "emit_latency_bars", "log_loss_bars", "paging_bars"]  # notebook 06
+from edalab.plots.broker_outage import availability_chart, broker_outage_counts, broker_outage_timeline, survival_bars  # noqa: E402,F401 notebook 08

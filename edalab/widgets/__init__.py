@@ -9,6 +9,7 @@ nothing itself. Import needs ipywidgets (installed with the course).
 from edalab.widgets._base import experiment_widget
 from edalab.widgets._polling import polling_vs_push_widget
 from edalab.widgets._webhooks import webhook_outage_widget  # notebook 05
+from edalab.widgets._broker import broker_outage_widget  # noqa: F401 notebook 08
 from edalab.widgets._topology import service_chain_widget  # notebook 07
 
 from edalab.widgets._rest import paging_widget  # noqa: F401 notebook 06
