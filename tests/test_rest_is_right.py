@@ -79,6 +79,7 @@ def test_log_per_request_sync_http_fails_pubsub_loses_silently_logs_keep(lab, tm
     (lambda lab: authorization_check(lab, rate_per_s=0), "rate_per_s"),
     (lambda lab: authorization_check(lab, timeout_s="1"), "timeout_s"),
     (lambda lab: authorization_check(lab, rest_client=None), "rest_client"),
+    (lambda lab: log_per_request(lab, app="emit_logs"), "app"),
     (lambda lab: log_per_request(lab, methods="kafka-acks0"), "methods"),
     (lambda lab: log_per_request(lab, methods=["kafka-acks2"]), "kafka-acks2"),
     (lambda lab: log_per_request(lab, duration_s=4, kill_at_s=5), "kill_at_s"),

@@ -116,13 +116,15 @@ def _settled(run, accepted: dict[str, int], quiet_s: float = 2.0):
     return settled
 
 
-def log_per_request(lab, *, methods=None, rate_per_s: float = 50.0, duration_s: float | None = None,
+def log_per_request(lab, *, app=emit_logs, methods=None, rate_per_s: float = 50.0, duration_s: float | None = None,
                     kill_at_s: float | None = None, back_at_s: float | None = None, quick: bool | None = None,
                     run_dir: str | Path | None = None) -> "FireAndForgetResult":
     """Emit one log record per request through each method; kill every receiver mid-run (notebook 06).
 
     Args:
         lab: from :func:`edalab.start`.
+        app: the app role body ``app(ctx, emitters, rate_per_s, duration_s)`` (default
+            :func:`emit_logs`; notebook 06 passes its own copy); it writes table ``emits``.
         methods: which of :data:`FF_METHODS`, as a list (default: all).
         rate_per_s: requests per second of the app (each emits one record per method).
         duration_s: seconds the app serves requests (default 10, quick 5).
@@ -135,6 +137,9 @@ def log_per_request(lab, *, methods=None, rate_per_s: float = 50.0, duration_s: 
     from edalab.experiments.rest_calls import CallEveryServiceSpec, rest_service
 
     quick = quick_mode(quick)
+    if not callable(app):
+        raise ConfigError(f"app must be a role body app(ctx, emitters, rate_per_s, duration_s), "
+                          f"not {type(app).__name__}.")
     methods = list(dict.fromkeys(_checks.choices(FF_METHODS if methods is None else methods, "methods",
                                                  FF_METHODS)))
     rate = _checks.number(rate_per_s, "rate_per_s", unit="requests per second", positive=True,
@@ -159,7 +164,7 @@ def log_per_request(lab, *, methods=None, rate_per_s: float = 50.0, duration_s: 
             if spec.capabilities.durable:
                 durable.append(method)
         emitters[method] = (spec, method.endswith("-wait"))
-    sc.add("app", emit_logs, kwargs={"emitters": emitters, "rate_per_s": rate, "duration_s": duration})
+    sc.add("app", app, kwargs={"emitters": emitters, "rate_per_s": rate, "duration_s": duration})
     with sc.run(progress=False) as run:
         for method in methods:
             run.at(kill_at).kill(f"log-{method}")
