@@ -105,7 +105,7 @@ def _per_order(sends: pd.DataFrame, got: pd.DataFrame, kept: set[str]) -> pd.Dat
     done = sends[sends["what"].isin(["acked", "failed", "refused"])].drop_duplicates("event_id", keep="last")
     out["outcome"] = done.set_index("event_id")["what"].reindex(out.index).fillna("unresolved")
     out["done_ns"] = done.set_index("event_id")["at_ns"].reindex(out.index)
-    out["error"] = done.set_index("event_id")["error"].reindex(out.index).fillna("")
+    out["error"] = done.set_index("event_id")["error"].astype(object).reindex(out.index).fillna("")
     counts = got.groupby("event_id").size() if len(got) else pd.Series(dtype=int)
     out["deliveries"] = counts.reindex(out.index).fillna(0).astype(int)
     first = got.groupby("event_id")["received_at_ns"].min() if len(got) else pd.Series(dtype=float)
