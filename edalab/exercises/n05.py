@@ -112,12 +112,13 @@ def judge_retry(run, name: str) -> Feedback:
     """Feedback on policy ``name`` of a :func:`measure_retry_policies` run."""
     row = run.loc[name]
     counts = (f"{int(row['delivered'])} of {int(row['produced'])} orders delivered, {int(row['lost'])} lost, "
-              f"{int(row['duplicated'])} duplicates, {int(row['failed_attempts'])} failed POSTs while the "
+              f"{int(row['duplicated'])} duplicate(s), {int(row['failed_attempts'])} failed POSTs while the "
               f"receiver was away for {row['away_s']:.1f} s")
     if row["lost"]:
         return Feedback(False, f"{counts}. An order is lost when the policy gives up (returns None) "
-                               f"before the receiver is back: keep retrying for longer than an outage "
-                               f"lasts.")
+                               f"before the receiver is back, or waits so long that the check ended "
+                               f"first: keep retrying for longer than an outage lasts, with waits of "
+                               f"at most a few seconds.")
     storm = STORM_ATTEMPTS_PER_S * max(row["away_s"], 0.1)
     if row["failed_attempts"] > storm:
         return Feedback(False, f"{counts}. Nothing was lost, but that is a retry storm (more than "

@@ -21,7 +21,7 @@ class WebhookOutageResult:
     """What :func:`~edalab.experiments.webhook_outage` measured (notebook 05).
 
     ``summary``: one row per ``method`` (lost, duplicated, latency_*_ms ...);
-    ``samples``: one row per receipt (``method``, ``phase``, ``latency_ms``, ``duplicate``);
+    ``samples``: one row per receipt (``method``, ``phase``, ``while_up``, ``latency_ms``, ``duplicate``);
     ``events``: one row per created event (``method``, ``seq``, ``phase``, ``delivered``);
     ``attempts``: every POST of the webhook senders; ``params``: the settings used.
     """
@@ -33,7 +33,8 @@ class WebhookOutageResult:
     params: dict = field(default_factory=dict)
 
     def row(self, method: str) -> pd.Series:
-        return self.summary.loc[method]
+        """One method's summary row; counts stay whole numbers (an object Series)."""
+        return self.summary.astype(object).loc[method]
 
     def table(self) -> pd.DataFrame:
         return self.summary.reset_index()
@@ -44,7 +45,7 @@ class FanOutResult:
     """What :func:`~edalab.experiments.adding_subscribers` measured (notebook 05).
 
     ``summary``: one row per step (``method``, ``mode``, ``subscribers``, ``slow``,
-    ``send_p50_ms``, ``send_mean_ms``, ``cpu_mean_ms``, ``latency_p50_ms``);
+    ``send_p50_ms``, ``send_mean_ms``, ``cpu_p50_ms``, ``cpu_mean_ms``, ``latency_p50_ms``);
     ``sends``: one row per event per sender; ``config``: what each new subscriber
     changed on each side; ``params``: the settings used.
     """
@@ -93,7 +94,10 @@ def outage_rows(recorder, pairs: dict[str, tuple[str, str]]) -> tuple[pd.DataFra
                                "delivered": sent["event_id"].isin(set(got["event_id"])).to_numpy()})
         got["method"] = method
         got["phase"] = got["event_id"].map(dict(zip(sent["event_id"], phase)))
-        live = got[(got["phase"] == "before") & ~got["duplicate"]]["latency_ms"]
+        # "Receiver up" delay: sent and received before the kill (an order caught by the
+        # kill, retried or redelivered after the restart, is a late one, not a live one).
+        got["while_up"] = (got["phase"] == "before") & (got["received_at_ns"] < down_ns) if down_ns else True
+        live = got[got["while_up"] & ~got["duplicate"]]["latency_ms"]
         late = got[(got["phase"] == "down") & ~got["duplicate"]]["latency_ms"]
         mine = attempts[attempts["role"] == sender] if len(attempts) else attempts
         rows.append({
@@ -131,6 +135,7 @@ def fan_out_table(recorder, receivers_of_step) -> tuple[pd.DataFrame, pd.DataFra
         rows.append({"method": method, "step": step, "mode": first["mode"],
                      "subscribers": int(first["subscribers"]), "slow": bool(first["slow"]),
                      "events": len(part), "send_p50_ms": part["send_ms"].median(),
-                     "send_mean_ms": part["send_ms"].mean(), "cpu_mean_ms": part["cpu_ms"].mean(),
+                     "send_mean_ms": part["send_ms"].mean(), "cpu_p50_ms": part["cpu_ms"].median(),
+                     "cpu_mean_ms": part["cpu_ms"].mean(),
                      "latency_p50_ms": fast["latency_ms"].median() if len(fast) else np.nan})
     return pd.DataFrame(rows), sends

@@ -21,7 +21,7 @@ _OUTCOMES = (("on time", "delivered_on_time", "tab:green"), ("late (sent while d
 def webhook_delay(result, ax=None):
     """Delivery delay of the orders sent while every receiver was up, per method (CDF, ms)."""
     ax = axes(ax)
-    live = result.samples[(result.samples["phase"] == "before") & ~result.samples["duplicate"]]
+    live = result.samples[result.samples["while_up"] & ~result.samples["duplicate"]]
     for method in result.params["methods"]:
         ms = np.sort(live.loc[live["method"] == method, "latency_ms"].to_numpy())
         if len(ms):
