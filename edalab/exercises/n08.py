@@ -45,8 +45,8 @@ def check_send_policy(settings, lab, *, down_s: float = 1.5) -> Feedback:
         return Feedback(False, f"the send policy is a dict of KafkaProducer settings, not "
                                f"{type(settings).__name__} {settings!r}.")
     try:
-        result = broker_goes_down(lab, storages=["s3"], faults=["kill"], settings=settings, before_s=1.0,
-                                  down_s=down_s, after_s=1.0, drain_timeout_s=10.0, progress=False)
+        result = broker_goes_down(lab, storages=["s3"], faults=["kill"], settings=settings, before_s=0.5,
+                                  down_s=down_s, after_s=0.5, drain_timeout_s=10.0, progress=False)
     except EdalabError as error:   # a setting kafka-python refused, a producer that crashed
         last = [line for line in str(error).splitlines() if line.strip()][-1]
         return Feedback(False, f"the run with your settings failed ({last.strip()}). "

@@ -18,6 +18,7 @@ __all__ = ["OutageResult", "analyse_outage", "COUNT_COLUMNS"]
 
 #: the counts of the summary, in the order the charts show them
 COUNT_COLUMNS = ["sent", "acknowledged", "failed", "delivered", "duplicated", "lost", "kept"]
+_WHOLE = {*COUNT_COLUMNS, "unresolved"}
 
 
 @dataclass
@@ -53,8 +54,11 @@ class OutageResult:
         return out
 
     def row(self, method: str, fault: str) -> pd.Series:
-        """The summary row of one trial, e.g. ``result.row("tansu-s3", "kill")``."""
-        return self.summary.loc[(method, fault)]
+        """The summary row of one trial, e.g. ``result.row("tansu-s3", "kill")``: counts as
+        whole numbers, times as floats."""
+        row = self.summary.loc[(method, fault)]
+        return pd.Series({k: int(v) if k in _WHOLE else float(v) for k, v in row.items()},
+                         dtype=object, name=(method, fault))
 
 
 def analyse_outage(recorder, trials, kept: dict, params: dict) -> OutageResult:
