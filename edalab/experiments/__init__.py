@@ -14,15 +14,29 @@ from importlib import import_module
 # (billing, the kitchen) should not import every other experiment, pandas and
 # matplotlib when its process starts.
 _WHERE = {
+    # 01
+    "waiter_analogy": "waiter", "WaiterResult": "waiter",
+    # 02 (polling_vs_push itself is bound below)
     "PollingVsPushResult": "_polling_analysis",
+    # 03
     "fan_out": "fanout", "competing_consumers": "competing", "rebalance": "rebalancing",
     "rest_vs_broker": "rest_calls",
+    # 04
     "listener_down": "downtime", "DowntimeResult": "downtime", "replay": "downtime",
-    "waiter_analogy": "waiter", "WaiterResult": "waiter",
+    # 05
     "webhook_outage": "webhooks", "adding_subscribers": "webhooks", "webhook_sender": "webhooks",
-    "broker_goes_down": "broker_outage", "OutageResult": "broker_outage", "what_survives": "_survival", "SurvivalResult": "_survival", "replication_availability": "_availability", "chain_availability": "_availability", "replicated_cluster": "_availability",  # notebook 08
-    "chain_vs_events": "service_chain", "ChainResult": "service_chain", "scale_consumers": "service_chain", "ScaleResult": "service_chain",
-    "authorization_check": "request_reply", "RequestReplyResult": "request_reply", "log_per_request": "fire_and_forget", "FireAndForgetResult": "fire_and_forget", "paging_under_inserts": "paging", "PagingResult": "paging",  # notebook 06
+    # 06
+    "authorization_check": "request_reply", "RequestReplyResult": "request_reply",
+    "log_per_request": "fire_and_forget", "FireAndForgetResult": "fire_and_forget",
+    "paging_under_inserts": "paging", "PagingResult": "paging",
+    # 07
+    "chain_vs_events": "service_chain", "ChainResult": "service_chain",
+    "scale_consumers": "service_chain", "ScaleResult": "service_chain",
+    # 08
+    "broker_goes_down": "broker_outage", "OutageResult": "broker_outage",
+    "what_survives": "_survival", "SurvivalResult": "_survival",
+    "replication_availability": "_availability", "chain_availability": "_availability",
+    "replicated_cluster": "_availability",
 }
 
 
@@ -38,10 +52,7 @@ def __getattr__(name: str):
 from edalab.experiments.polling_vs_push import polling_vs_push  # noqa: E402
 
 
-__all__ = ["polling_vs_push", "PollingVsPushResult", "waiter_analogy", "WaiterResult",
-           "listener_down", "replay", "DowntimeResult",
-           "fan_out", "competing_consumers", "rebalance", "rest_vs_broker",
-           "run_cli_experiment", "CLI_EXPERIMENTS"]
+__all__ = ["polling_vs_push", *_WHERE, "run_cli_experiment", "CLI_EXPERIMENTS"]
 
 CLI_EXPERIMENTS = ("polling-vs-push",)
 

@@ -2,33 +2,45 @@
 
 Chart functions take a result and an optional matplotlib ``Axes``, draw, and return
 the ``Axes`` (or a Figure for dashboards); they never run experiments. One module
-per experiment; everything public is re-exported here.
+per experiment; everything public is re-exported here, so a notebook writes
+``edalab.plots.lag_panels(result)``.
 """
 
 from edalab.plots._style import (METHOD_COLORS, METHOD_LINESTYLES, METHOD_MARKERS, axes, legend_outside,
                                  poll_interval_colors, use_course_style)
-from edalab.plots.polling import (
-    cpu_per_role,
-    latency_cdf,
-    latency_vs_interval,
-    polling_vs_push_dashboard,
-    requests_per_event,
-)
-from edalab.plots.waiter import calls_per_order, delay_per_order, order_timeline
-from edalab.plots.downtime import lag_panels, outcome_bars, replay_bars, timeline_panels
-from edalab.plots.fanout import (events_per_member, fan_out_deliveries, key_routing,
-                                  publish_time_vs_services, rebalance_latency, rebalance_timeline)
+from edalab.plots.waiter import calls_per_order, delay_per_order, order_timeline  # 01
+from edalab.plots.polling import (cpu_per_role, latency_cdf, latency_vs_interval,  # 02
+                                  polling_vs_push_dashboard, requests_per_event)
+from edalab.plots.fanout import (events_per_member, fan_out_deliveries, key_routing,  # 03
+                                 publish_time_vs_services, rebalance_latency, rebalance_timeline)
+from edalab.plots.downtime import lag_panels, outcome_bars, replay_bars, timeline_panels  # 04
+from edalab.plots.webhooks import (fan_out_cost, outage_outcomes, outage_timeline,  # 05
+                                   slow_subscriber, webhook_delay)
+from edalab.plots.rest_is_right import (call_latency_bars, call_timeline, emit_latency_bars,  # 06
+                                        log_loss_bars, paging_bars)
+from edalab.plots.topology import chain_outcomes, chain_timeline, scaling_lag, service_graph_chart  # 07
+from edalab.plots.broker_outage import (availability_chart, broker_outage_counts,  # 08
+                                        broker_outage_timeline, survival_bars)
 
-__all__ = ["calls_per_order", "delay_per_order", "order_timeline","use_course_style", "axes", "METHOD_COLORS", "latency_vs_interval", "requests_per_event",
-           "cpu_per_role", "latency_cdf", "polling_vs_push_dashboard"]
-__all__ += ["lag_panels", "outcome_bars", "replay_bars", "timeline_panels"]  # notebook 04
-__all__ += ["events_per_member", "fan_out_deliveries", "key_routing", "publish_time_vs_services",
-            "rebalance_latency", "rebalance_timeline"]  # notebook 03
-__all__ += ["METHOD_LINESTYLES", "METHOD_MARKERS", "poll_interval_colors", "legend_outside"]  # course-wide style
-from edalab.plots.topology import chain_outcomes, chain_timeline, scaling_lag, service_graph_chart  # noqa: E402,F401 notebook 07
-__all__ += ["chain_outcomes", "chain_timeline", "scaling_lag", "service_graph_chart"]  # notebook 07
-from edalab.plots.webhooks import fan_out_cost, outage_outcomes, outage_timeline, slow_subscriber, webhook_delay  # noqa: E402,F401 notebook 05
-__all__ += ["fan_out_cost", "outage_outcomes", "outage_timeline", "slow_subscriber", "webhook_delay"]  # notebook 05
-from edalab.plots.rest_is_right import call_latency_bars, call_timeline, emit_latency_bars, log_loss_bars, paging_bars  # noqa: E402,F401 notebook 06
-__all__ += ["call_latency_bars", "call_timeline", "emit_latency_bars", "log_loss_bars", "paging_bars"]  # notebook 06
-from edalab.plots.broker_outage import availability_chart, broker_outage_counts, broker_outage_timeline, survival_bars  # noqa: E402,F401 notebook 08
+__all__ = [
+    # course-wide style
+    "use_course_style", "axes", "legend_outside", "poll_interval_colors",
+    "METHOD_COLORS", "METHOD_LINESTYLES", "METHOD_MARKERS",
+    # 01
+    "calls_per_order", "delay_per_order", "order_timeline",
+    # 02
+    "cpu_per_role", "latency_cdf", "latency_vs_interval", "polling_vs_push_dashboard", "requests_per_event",
+    # 03
+    "events_per_member", "fan_out_deliveries", "key_routing", "publish_time_vs_services",
+    "rebalance_latency", "rebalance_timeline",
+    # 04
+    "lag_panels", "outcome_bars", "replay_bars", "timeline_panels",
+    # 05
+    "fan_out_cost", "outage_outcomes", "outage_timeline", "slow_subscriber", "webhook_delay",
+    # 06
+    "call_latency_bars", "call_timeline", "emit_latency_bars", "log_loss_bars", "paging_bars",
+    # 07
+    "chain_outcomes", "chain_timeline", "scaling_lag", "service_graph_chart",
+    # 08
+    "availability_chart", "broker_outage_counts", "broker_outage_timeline", "survival_bars",
+]

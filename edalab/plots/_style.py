@@ -12,26 +12,29 @@ __all__ = ["use_course_style", "axes", "METHOD_COLORS", "METHOD_LINESTYLES", "ME
 #: one colour per way of delivering events, the same in every chart of the course.
 #: Red belongs to REST polling alone: its poll intervals are shades of red
 #: (:func:`poll_interval_colors`), so no other method may use a red, pink or brown.
-METHOD_COLORS = {"rest-poll": "tab:red", "long-poll": "tab:orange", "sse": "tab:olive",
-                 "webhook": "tab:purple", "redis-pubsub": "tab:green", "redis-stream": "tab:cyan",
-                 "kafka": "tab:blue"}
-METHOD_COLORS["webhook-retry"] = "tab:gray"  # notebook 05: a webhook sender with an outbox and retries
-METHOD_COLORS["rest-chain"] = "black"  # notebook 07: services calling each other over HTTP, in a chain
-METHOD_COLORS.update({"rest": "dimgray", "redis-list": "teal", "http-sync": "darkslategray", "kafka-acks0": "lightskyblue", "kafka-acks1": "cornflowerblue", "kafka-acksall": "navy", "kafka-acksall-wait": "slateblue", "rest-offset": "goldenrod", "rest-cursor": "darkolivegreen"})  # notebook 06
+METHOD_COLORS = {
+    "rest-poll": "tab:red", "long-poll": "tab:orange", "sse": "tab:olive", "webhook": "tab:purple",
+    "redis-pubsub": "tab:green", "redis-stream": "tab:cyan", "kafka": "tab:blue",
+    "webhook-retry": "tab:gray",  # 05: a webhook sender with an outbox and retries
+    # 06
+    "rest": "dimgray", "redis-list": "teal", "http-sync": "darkslategray", "kafka-acks0": "lightskyblue",
+    "kafka-acks1": "cornflowerblue", "kafka-acksall": "navy", "kafka-acksall-wait": "slateblue",
+    "rest-offset": "goldenrod", "rest-cursor": "darkolivegreen",
+    "rest-chain": "black",  # 07: services calling each other over HTTP, in a chain
+    # 08: the servers themselves, near their protocol's colour
+    "tansu-memory": "tab:blue", "tansu-s3": "navy", "valkey": "tab:cyan", "valkey-aof": "teal",
+}
 
 #: line style per method, so lines that lie on top of each other (Redis pub/sub and
 #: Redis Streams deliver within a few hundred microseconds of each other) stay apart
 METHOD_LINESTYLES = {"rest-poll": "-", "long-poll": "--", "sse": "-.", "webhook": ":",
-                     "redis-pubsub": "-", "redis-stream": "--", "kafka": "-."}
-METHOD_LINESTYLES["webhook-retry"] = "--"  # notebook 05
-METHOD_LINESTYLES["rest-chain"] = "-"  # notebook 07
+                     "redis-pubsub": "-", "redis-stream": "--", "kafka": "-.",
+                     "webhook-retry": "--", "rest-chain": "-"}
 
 #: marker per method, for the same reason (and for readers who do not tell colours apart)
 METHOD_MARKERS = {"rest-poll": "o", "long-poll": "s", "sse": "^", "webhook": "v",
-                  "redis-pubsub": "D", "redis-stream": "x", "kafka": "P"}
-METHOD_MARKERS["webhook-retry"] = "<"  # notebook 05
-METHOD_MARKERS["rest-chain"] = "s"  # notebook 07
-
+                  "redis-pubsub": "D", "redis-stream": "x", "kafka": "P",
+                  "webhook-retry": "<", "rest-chain": "s"}
 
 def poll_interval_colors(intervals_s: Sequence[float]) -> dict[float, tuple]:
     """One shade of polling's red per poll interval (seconds): the shortest darkest."""

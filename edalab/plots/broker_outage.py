@@ -19,10 +19,8 @@ _FAULT_LABELS = {"kill": "SIGKILL + restart", "pause": "SIGSTOP + SIGCONT"}
 #: one colour per count, the same in every chart of this lesson
 COUNT_COLORS = {"sent": "0.55", "acknowledged": "tab:blue", "failed": "tab:red", "delivered": "tab:green",
                 "duplicated": "tab:orange", "lost": "black", "kept": "tab:purple"}
-#: methods of this lesson that the course palette does not name (Tansu is the Kafka protocol,
-#: Valkey the Redis one: kept near their transport's colour)
-_FALLBACK = {"tansu-memory": "tab:blue", "tansu-s3": "navy", "valkey": "tab:cyan", "valkey-aof": "teal",
-             "synchronous chain": "tab:gray", "events, 1 broker": "tab:blue", "events, 3 brokers": "navy"}
+#: the availability arithmetic's designs (not delivery methods, so not in METHOD_COLORS)
+_FALLBACK = {"synchronous chain": "tab:gray", "events, 1 broker": "tab:blue", "events, 3 brokers": "navy"}
 
 
 def _color(method: str) -> str:

@@ -7,12 +7,11 @@ nothing itself. Import needs ipywidgets (installed with the course).
 """
 
 from edalab.widgets._base import experiment_widget
-from edalab.widgets._polling import polling_vs_push_widget
-from edalab.widgets._webhooks import webhook_outage_widget  # notebook 05
-from edalab.widgets._broker import broker_outage_widget  # noqa: F401 notebook 08
-from edalab.widgets._topology import service_chain_widget  # notebook 07
+from edalab.widgets._polling import polling_vs_push_widget  # 02
+from edalab.widgets._webhooks import webhook_outage_widget  # 05
+from edalab.widgets._rest import paging_widget  # 06
+from edalab.widgets._topology import service_chain_widget  # 07
+from edalab.widgets._broker import broker_outage_widget  # 08
 
-from edalab.widgets._rest import paging_widget  # noqa: F401 notebook 06
-__all__ = ["experiment_widget", "polling_vs_push_widget"]
-__all__ += ["webhook_outage_widget"]  # notebook 05
-__all__ += ["service_chain_widget"]  # notebook 07
+__all__ = ["experiment_widget", "polling_vs_push_widget", "webhook_outage_widget", "paging_widget",
+           "service_chain_widget", "broker_outage_widget"]
