@@ -370,7 +370,7 @@ class MotoServer(ServerProcess):
             import moto.server  # noqa: F401
         except ImportError:
             raise BinaryNotFound("moto's S3 server is missing. Install the course's dependencies "
-                                 "(`pip install -e .` brings `moto[server]`).") from None
+                                 "(`pip install -e .` brings moto and Flask).") from None
         return sys.executable
 
     def command(self, port: int) -> list[str]:
