@@ -12,7 +12,8 @@ The public surface notebooks use (everything else is private):
   ``plots`` (charts), ``widgets`` (imported on demand: it needs ipywidgets),
   ``exercises`` (checks for each notebook's exercise), ``workloads`` (send schedules,
   the restaurant's menu and order trace in data/)
-* errors: :class:`EdalabError` and its subclasses (tree in ``edalab._errors``)
+* errors: :class:`EdalabError` and its subclasses (tree in ``edalab._errors``);
+  :class:`EdalabWarning` for a setting that is allowed but probably a unit slip
 """
 
 from edalab._errors import (
@@ -30,6 +31,7 @@ from edalab._errors import (
     ServerStartTimeout,
     ServiceUnavailable,
 )
+from edalab._checks import EdalabWarning
 from edalab._events import Event, new_event
 from edalab._lab import Lab, start
 from edalab._notebook import check_environment
@@ -57,5 +59,5 @@ __all__ = [
     "experiments", "exercises", "plots", "roles", "topology", "transports", "workloads", "KafkaServer", "RedisServer", "Event", "new_event",
     "EdalabError", "ConfigError", "ServerError", "BinaryNotFound", "PortInUse", "ServerExited",
     "ServerStartTimeout", "ServiceUnavailable", "KafkaUnavailable", "RedisUnavailable",
-    "RoleError", "UnsendableRole", "ExperimentError", "__version__",
+    "RoleError", "UnsendableRole", "ExperimentError", "EdalabWarning", "__version__",
 ]

@@ -16,7 +16,7 @@ from numbers import Real
 
 from edalab._errors import ConfigError
 
-__all__ = ["count", "number", "choices", "numbers", "EdalabWarning"]
+__all__ = ["count", "number", "choices", "numbers", "phases", "EdalabWarning"]
 
 
 class EdalabWarning(UserWarning):
@@ -81,6 +81,18 @@ def choices(values: object, name: str, allowed: Sequence[str]) -> list[str]:
     if not out:
         raise ConfigError(f"{name} must name at least one of {', '.join(allowed)}.")
     return out
+
+
+def phases(quick: bool, defaults: dict[str, tuple[float, float]], **given: object) -> dict[str, float]:
+    """The durations (seconds) of an outage experiment's phases, e.g. before/down/after.
+
+    Each ``given`` value is checked like :func:`number` (more than 0 s, a warning outside
+    0.5..120 s); one left as None takes its default, ``defaults[name] = (quick, full)``.
+    Used by notebooks 04, 05 and 08.
+    """
+    return {name: number(defaults[name][0 if quick else 1] if value is None else value, name,
+                         unit="seconds", positive=True, sensible=(0.5, 120))
+            for name, value in given.items()}
 
 
 def _of(what: str) -> str:

@@ -614,8 +614,26 @@ class Recorder:
         return _mark_receipts(self.produced(), self.received())
 
     def summary(self, groups: Sequence[str] | None = None) -> pd.DataFrame:
-        """Per-group summary of this run; see :func:`summarize` for every column."""
-        return summarize(self.produced(), self.received(), self.counters(), groups)
+        """Per-group summary of this run; see :func:`summarize` for every column.
+
+        Receipts of events that no producer trace records are ``unexpected``, not
+        ``delivered``; when there are any, a warning says why, since the usual cause is
+        a producer that published without recording (not through ``ctx.recorder.producer_trace``).
+        """
+        table = summarize(self.produced(), self.received(), self.counters(), groups)
+        unexpected = int(table["unexpected"].sum()) if len(table) else 0
+        if unexpected:
+            from edalab._checks import EdalabWarning
+
+            produced = int(table["produced"].iloc[0])
+            warnings.warn(
+                f"{unexpected} received event(s) in {self.run_dir} were never recorded as produced "
+                f"(produced: {produced}), so they count as 'unexpected', not 'delivered'. Either a "
+                f"producer published without recording its events (record each one with "
+                f"ctx.recorder.producer_trace(ctx.name).record(event) after publishing, as "
+                f"edalab.roles.produce does), or the topic held events from an earlier run "
+                f"(use a fresh topic: lab.transport(...) makes one).", EdalabWarning, stacklevel=2)
+        return table
 
 
     # -- notes, lifecycle and other tables: every other file a run writes

@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable
 
@@ -95,6 +95,20 @@ class RoleContext:
                 pass
             if self.sleep(0.001):
                 return None
+
+    def on_schedule(self, schedule_s: Sequence[float]) -> Iterator[int]:
+        """Wait for the gate, then yield ``0, 1, 2...`` each at its time in ``schedule_s``
+        (seconds from the gate); stop early when the owner asks the role to stop.
+
+        The loop of every producer body: ``for seq in ctx.on_schedule(schedule_s): publish...``.
+        """
+        if self.gate() is None:
+            return
+        start = time.monotonic()
+        for seq, at_s in enumerate(schedule_s):
+            if self.sleep(start + at_s - time.monotonic()):
+                return
+            yield seq
 
     def note(self, what: str, **values: Any) -> None:
         """Record that something happened in this role (a commit, a retry...): the run's
@@ -354,13 +368,8 @@ def produce(ctx: RoleContext, spec, schedule_s: list[float], event_type: str = "
     publisher = spec.publisher()
     trace = ctx.recorder.producer_trace(ctx.name)
     try:
-        if ctx.gate() is None or ctx.sleep(start_delay_s):
-            return
-        start = time.monotonic()
         filler = "x" * payload_bytes
-        for seq, at_s in enumerate(schedule_s):
-            if ctx.sleep(start + at_s - time.monotonic()):
-                break
+        for seq in ctx.on_schedule([start_delay_s + at_s for at_s in schedule_s]):
             payload = {"order": seq, "pad": filler} if payload_bytes else {"order": seq}
             event = new_event(event_type, f"order-{seq % keys}", payload, producer=ctx.name, seq=seq)
             publisher.publish(event)

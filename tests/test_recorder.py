@@ -90,7 +90,8 @@ def known_run(tmp_path: Path) -> Recorder:
 
 
 def test_summary_counts_every_group_exactly(known_run: Recorder) -> None:
-    summary = known_run.summary(groups=["D"])
+    with pytest.warns(UserWarning, match=r"1 received event.*never recorded as produced.*producer_trace"):
+        summary = known_run.summary(groups=["D"])
 
     assert list(summary.columns) == list(SUMMARY_COLUMNS)
     assert summary.index.name == "group"
@@ -389,3 +390,16 @@ def test_a_sigkilled_writer_leaves_a_readable_prefix(tmp_path: Path) -> None:
     seqs = Recorder(tmp_path).produced()["seq"].tolist()
     assert len(seqs) > 100
     assert seqs == list(range(len(seqs)))  # every complete row, in order, no gap
+
+
+def test_summary_says_nothing_when_every_receipt_was_produced(tmp_path: Path) -> None:
+    import warnings
+
+    rec = Recorder(tmp_path)
+    event = Event(id="e1", type="t", key="k", produced_at_ns=1, producer="p", seq=0)
+    with rec.producer_trace("p") as produced, rec.consumer_trace("c") as received:
+        produced.record(event)
+        received.record(Delivery(event, 5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert rec.summary().loc["c", "delivered"] == 1

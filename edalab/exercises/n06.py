@@ -13,6 +13,7 @@ against the real records API while an inserter adds records
 from __future__ import annotations
 
 from edalab.exercises import Feedback, read_number
+from edalab.experiments.paging import cursor_pager
 
 __all__ = ["check_repeats", "hint", "solution", "check_pager", "judge_pager", "solution_pager",
            "pager_hint", "pager_solution", "PAGER_RUN"]
@@ -50,15 +51,8 @@ def solution() -> str:
             "of inserts, the list moves up and you miss k items.")
 
 
-def solution_pager(get_page, limit):
-    """Cursor paging: remember the last id seen, ask for what is older than it."""
-    cursor = None
-    while True:
-        items = get_page(limit=limit) if cursor is None else get_page(before=cursor, limit=limit)
-        yield items
-        if len(items) < limit:
-            return
-        cursor = items[-1]["id"]
+#: The reference answer is the cursor pager notebook 06 runs in its experiment.
+solution_pager = cursor_pager
 
 
 def judge_pager(row: dict, records: int, limit: int) -> Feedback:

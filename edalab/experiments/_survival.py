@@ -28,7 +28,7 @@ from edalab._servers import MotoServer, RedisServer
 
 pd = lazy_module("pandas")
 
-__all__ = ["SURVIVAL_METHODS", "SurvivalResult", "what_survives"]
+__all__ = ["SURVIVAL_METHODS", "SurvivalResult", "what_survives", "read_all"]
 
 #: what :func:`what_survives` compares, in the ``method`` column
 SURVIVAL_METHODS = ("tansu-memory", "tansu-s3", "valkey", "valkey-aof")
@@ -116,12 +116,13 @@ def _write_kill_read(own: Lab, kind: str, events: int, read_timeout_s: float) ->
     server.restart(kill=True)          # SIGKILL, then a new process on the same port
     if kind == "kafka":                # a broker that forgot the topic gets it back, empty
         own.create_topic(spec.topic, partitions=1)
-    kept = _read_all(spec, read_timeout_s) & written
+    kept = read_all(spec, read_timeout_s) & written
     return {"written": len(written), "kept": len(kept), "lost": len(written - kept),
             "acked_per_s": acked_per_s, "restart_s": server.ready_in_s}
 
 
-def _read_all(spec, timeout_s: float) -> set[str]:
+def read_all(spec, timeout_s: float) -> set[str]:
+    """The ids of every event a new reader finds from the beginning (it stops after 1 s of quiet)."""
     reader = spec.replayer("beginning")
     ids: set[str] = set()
     deadline, quiet_since = time.monotonic() + timeout_s, time.monotonic()

@@ -113,12 +113,7 @@ def webhook_sender(ctx, url: str, schedule_s: list[float], retry: Callable = no_
 
     worker = threading.Thread(target=deliver, name="webhook-delivery", daemon=True)
     worker.start()
-    if ctx.gate() is None:
-        return
-    start = time.monotonic()
-    for seq, at_s in enumerate(schedule_s):
-        if ctx.sleep(start + at_s - time.monotonic()):
-            break
+    for seq in ctx.on_schedule(schedule_s):
         event = new_event("order.placed", f"order-{seq % 10}", {"order": seq}, producer=ctx.name, seq=seq)
         produced.record(event)           # the order exists: now the sender owes a delivery
         outbox.append(event)

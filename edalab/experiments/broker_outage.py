@@ -36,6 +36,7 @@ from edalab._lab import Lab
 from edalab._lazy import lazy_module
 from edalab._servers import KafkaServer, MotoServer
 from edalab.experiments._outage_analysis import OutageResult, analyse_outage
+from edalab.experiments._survival import read_all
 from edalab.harness import Scenario
 from edalab.roles import consume
 from edalab.workloads import steady
@@ -75,12 +76,7 @@ def send_orders(ctx, bootstrap, topic, schedule_s, settings):
         sends.write({"role": ctx.name, "seq": event.seq, "event_id": event.id, "what": what,
                      "at_ns": time.time_ns(), "blocked_ms": blocked_ms, "error": error})
 
-    if ctx.gate() is None:
-        return
-    start = time.monotonic()
-    for seq, at_s in enumerate(schedule_s):
-        if ctx.sleep(start + at_s - time.monotonic()):
-            break
+    for seq in ctx.on_schedule(schedule_s):
         event = new_event("order.placed", f"order-{seq % 10}", {"order": seq}, producer=ctx.name, seq=seq)
         called = time.monotonic()
         try:          # send() only puts the event in the buffer; it blocks at most max_block_ms
@@ -118,10 +114,8 @@ def _check_parameters(storages, faults, settings, rate_per_s, before_s, down_s, 
              drain_timeout_s=_checks.number(drain_timeout_s, "drain_timeout_s", unit="seconds",
                                             positive=True, sensible=(2, 300)),
              quick=quick)
-    defaults = dict(before_s=(1.0, 3.0), down_s=(1.5, 5.0), after_s=(1.5, 4.0))
-    for name, value in (("before_s", before_s), ("down_s", down_s), ("after_s", after_s)):
-        value = defaults[name][0 if quick else 1] if value is None else value
-        p[name] = _checks.number(value, name, unit="seconds", positive=True, sensible=(0.5, 120))
+    p.update(_checks.phases(quick, dict(before_s=(1.0, 3.0), down_s=(1.5, 5.0), after_s=(1.5, 4.0)),
+                            before_s=before_s, down_s=down_s, after_s=after_s))
     if len(set(p["storages"])) < len(p["storages"]) or len(set(p["faults"])) < len(p["faults"]):
         raise ConfigError(f"storages and faults must not repeat a name (got {list(p['storages'])}, "
                           f"{list(p['faults'])}).")
@@ -244,15 +238,4 @@ def _settled(sc: Scenario, trials) -> bool:
 
 def _read_back(own: Lab, topic: str, timeout_s: float = 10.0) -> set[str]:
     """The ids of every event a brand-new reader finds in ``topic`` (what the broker kept)."""
-    reader = own.transport("kafka", topic=topic).replayer("beginning")
-    ids: set[str] = set()
-    deadline, quiet_since = time.monotonic() + timeout_s, time.monotonic()
-    try:
-        while time.monotonic() < deadline and time.monotonic() - quiet_since < 1.0:
-            batch = reader.receive(0.2)
-            if batch:
-                quiet_since = time.monotonic()
-            ids.update(d.event.id for d in batch)
-    finally:
-        reader.close()
-    return ids
+    return read_all(own.transport("kafka", topic=topic), timeout_s)

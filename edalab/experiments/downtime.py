@@ -105,10 +105,8 @@ def _check_parameters(methods, stop_modes, rate_per_s, before_s, down_s, after_s
              drain_timeout_s=_checks.number(drain_timeout_s, "drain_timeout_s", unit="seconds",
                                             positive=True, sensible=(1, 300)),
              quick=quick)
-    defaults = dict(before_s=(1.5, 3.0), down_s=(2.0, 6.0), after_s=(2.5, 8.0))
-    for name, value in (("before_s", before_s), ("down_s", down_s), ("after_s", after_s)):
-        value = defaults[name][0 if quick else 1] if value is None else value
-        p[name] = _checks.number(value, name, unit="seconds", positive=True, sensible=(0.5, 120))
+    p.update(_checks.phases(quick, dict(before_s=(1.5, 3.0), down_s=(2.0, 6.0), after_s=(2.5, 8.0)),
+                            before_s=before_s, down_s=down_s, after_s=after_s))
     if len(set(p["methods"])) < len(p["methods"]) or len(set(p["stop_modes"])) < len(p["stop_modes"]):
         raise ConfigError(f"methods and stop_modes must not repeat a name (got {list(p['methods'])}, "
                           f"{list(p['stop_modes'])}).")

@@ -29,6 +29,7 @@ from edalab import _checks
 from edalab._config import quick_mode
 from edalab._errors import ConfigError
 from edalab.harness import Scenario
+from edalab.experiments._result import MethodRows
 
 __all__ = ["FF_METHODS", "emit_logs", "collect_logs", "log_per_request", "FireAndForgetResult"]
 
@@ -213,7 +214,7 @@ def analyse(emits, received, lifecycle, notes, params: dict) -> "FireAndForgetRe
 
 
 @dataclass
-class FireAndForgetResult:
+class FireAndForgetResult(MethodRows):
     """What :func:`log_per_request` measured (notebook 06).
 
     ``samples``: every emit (method, event_id, seq, t_ns, latency_ms: the time the app
@@ -228,9 +229,3 @@ class FireAndForgetResult:
     summary: "object"
     params: dict = field(default_factory=dict)
 
-    def row(self, method: str) -> dict:
-        """One method's summary row as a dict (counts stay whole numbers)."""
-        rows = self.summary[self.summary["method"] == method]
-        if not len(rows):
-            raise ConfigError(f"No method {method!r} in this result; it has {list(self.summary['method'])}.")
-        return rows.iloc[0].to_dict()

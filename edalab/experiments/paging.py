@@ -23,6 +23,7 @@ from edalab import _checks
 from edalab._config import quick_mode
 from edalab._errors import ConfigError, ExperimentError
 from edalab.harness import Scenario
+from edalab.experiments._result import MethodRows
 
 __all__ = ["PAGING_METHODS", "records_api_app", "serve_records", "insert_records", "offset_pager",
            "cursor_pager", "read_pages", "read_topic", "paging_under_inserts", "PagingResult",
@@ -260,7 +261,7 @@ def paging_table(seen, records: int, methods):
 
 
 @dataclass
-class PagingResult:
+class PagingResult(MethodRows):
     """What :func:`paging_under_inserts` measured: ``summary`` (one row per ``method``:
     requests, seconds, items_read, missed, repeated, new_seen), ``samples`` (every id each
     reader saw, in order: role, n, id, request, t_s) and ``params``."""
@@ -269,8 +270,3 @@ class PagingResult:
     samples: "pd.DataFrame"  # noqa: F821
     params: dict = field(default_factory=dict)
 
-    def row(self, method: str) -> dict:
-        rows = self.summary[self.summary["method"] == method]
-        if not len(rows):
-            raise ConfigError(f"No method {method!r} in this result; it has {list(self.summary['method'])}.")
-        return rows.iloc[0].to_dict()

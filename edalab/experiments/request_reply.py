@@ -28,6 +28,7 @@ from edalab import _checks
 from edalab._config import quick_mode
 from edalab._errors import ConfigError, ExperimentError
 from edalab.harness import Scenario
+from edalab.experiments._result import MethodRows
 
 __all__ = ["RR_METHODS", "TOKENS", "authorize", "auth_app", "serve_auth_rest", "serve_auth_broker",
            "rest_authorize", "broker_authorize", "call_rest", "call_broker", "code_lines",
@@ -285,7 +286,7 @@ def analyse(calls, served, lifecycle, params: dict) -> "RequestReplyResult":
 
 
 @dataclass
-class RequestReplyResult:
+class RequestReplyResult(MethodRows):
     """What :func:`authorization_check` measured (notebook 06).
 
     ``samples``: every call (role = method, id, t_ns, latency_ms, outcome ok/error/timeout,
@@ -301,9 +302,3 @@ class RequestReplyResult:
     summary: "object"
     params: dict = field(default_factory=dict)
 
-    def row(self, method: str) -> dict:
-        """One method's summary row as a dict (counts stay whole numbers)."""
-        rows = self.summary[self.summary["method"] == method]
-        if not len(rows):
-            raise ConfigError(f"No method {method!r} in this result; it has {list(self.summary['method'])}.")
-        return rows.iloc[0].to_dict()

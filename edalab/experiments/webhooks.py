@@ -84,10 +84,8 @@ def _check_outage(broker, rate_per_s, before_s, down_s, after_s, work_ms, attemp
              attempt_timeout_s=_checks.number(attempt_timeout_s, "attempt_timeout_s", unit="seconds",
                                               positive=True, sensible=(0.05, 30)),
              quick=quick)
-    defaults = dict(before_s=(2.0, 4.0), down_s=(2.0, 5.0), after_s=(1.5, 3.0))
-    for key, value in (("before_s", before_s), ("down_s", down_s), ("after_s", after_s)):
-        value = defaults[key][0 if quick else 1] if value is None else value
-        p[key] = _checks.number(value, key, unit="seconds", positive=True, sensible=(0.5, 120))
+    p.update(_checks.phases(quick, dict(before_s=(2.0, 4.0), down_s=(2.0, 5.0), after_s=(1.5, 3.0)),
+                            before_s=before_s, down_s=down_s, after_s=after_s))
     if p["work_ms"] and 1000 / p["work_ms"] <= p["rate_per_s"]:
         raise ConfigError(f"With work_ms={p['work_ms']:g} a receiver handles at most "
                           f"{1000 / p['work_ms']:.0f} orders per second, not more than rate_per_s="
