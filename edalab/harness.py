@@ -23,7 +23,8 @@ Every experiment of the course has the same shape (notebooks 01-12)::
   timeline does not hold up the next action: its readiness is logged when it comes. The owner records each
   action in ``lifecycle.jsonl`` (:meth:`edalab.Recorder.lifecycle`).
 * **Waiting on what happened.** :meth:`Run.until_delivered` follows the traces with a
-  :class:`~edalab.DeliveryWatcher` (only new bytes are read) and draws a progress bar.
+  :class:`~edalab.DeliveryWatcher` (only new bytes are read); every wait of the run
+  (for a producer to finish, a condition, a delivery count) advances one progress bar.
 * **Clean ends.** Leaving the ``with`` block stops every role that still runs (a clean
   stop: consumers commit) and raises :class:`~edalab.RoleError`, with the log tail,
   for any role whose body crashed.
@@ -87,8 +88,10 @@ class Scenario:
     def run(self, *, expect_events: int | None = None, progress: str | bool = True) -> "Run":
         """Start the declared roles, wait until all are ready, open the gate: a :class:`Run`.
 
-        ``expect_events`` sizes the progress bar of :meth:`Run.until_delivered`;
-        ``progress`` is its label (False: no bar).
+        With ``expect_events``, a progress bar (events delivered so far, of that many)
+        is drawn while the run waits, whatever it waits for; without it,
+        :meth:`Run.until_delivered` draws one for its own target. ``progress`` is the
+        bar's label (False: no bar).
         """
         return Run(self, expect_events=expect_events, progress=progress)
 
@@ -133,6 +136,7 @@ class Run:
         self._expect = expect_events
         self._progress_label = progress
         self._bar = None
+        self._bar_checked = 0.0  # monotonic time of the bar's last update
 
     # -- starting ------------------------------------------------------------------
     def __enter__(self) -> "Run":
@@ -148,6 +152,7 @@ class Run:
             self._stop_all(check=False)
             raise
         self._open_gate()
+        self._start_bar(self._expect)
         return self
 
     def _open_gate(self) -> None:
@@ -213,6 +218,7 @@ class Run:
             self._run_due()
             self._check_starting()
             self._check_crashes()
+            self._update_bar()
             if condition():
                 return True
             left = deadline - time.monotonic()
@@ -233,20 +239,13 @@ class Run:
             raise ConfigError(f"events must be a whole number >= 0, not {events!r}.")
         if each and not roles:
             raise ConfigError("each=True needs the roles that must each receive the events.")
-        bar = self._progress_bar(events)
+        self._start_bar(events)
 
         def delivered() -> int:
             self.watcher.update()
-            n = self.watcher.delivered_each(roles) if each else self.watcher.delivered(group=group, roles=roles)
-            if bar is not None and min(n, bar.total) > bar.n:
-                bar.update(min(n, bar.total) - bar.n)  # tqdm redraws at most every mininterval
-            return n
+            return self.watcher.delivered_each(roles) if each else self.watcher.delivered(group=group, roles=roles)
 
-        try:
-            return self.until(lambda: delivered() >= events, timeout_s, step_s=0.02)
-        finally:
-            if bar is not None:
-                bar.close()
+        return self.until(lambda: delivered() >= events, timeout_s, step_s=0.02)
 
     def wait_finished(self, name: str, timeout_s: float) -> None:
         """Wait for role ``name`` to end by itself (a producer at the end of its schedule);
@@ -258,13 +257,22 @@ class Run:
                             f"Its log ends:\n{role.log_tail()}")
         role.finish(0)
 
-    def _progress_bar(self, total: int):
-        if not self._progress_label or total <= 0:
-            return None
+    def _start_bar(self, total: int | None) -> None:
+        """One progress bar per run: events delivered (by anyone) out of ``total``."""
+        if self._bar is not None or not self._progress_label or not total or total <= 0:
+            return
         from tqdm.auto import tqdm
 
         label = self._progress_label if isinstance(self._progress_label, str) else self.scenario.run_dir.name
-        return tqdm(total=total, desc=label, unit="event", leave=False)
+        self._bar = tqdm(total=total, desc=label, unit="event", leave=False)
+
+    def _update_bar(self) -> None:
+        if self._bar is None or time.monotonic() - self._bar_checked < 0.2:
+            return
+        self._bar_checked = time.monotonic()
+        n = min(self.watcher.update().delivered(), self._bar.total)
+        if n > self._bar.n:
+            self._bar.update(n - self._bar.n)  # tqdm redraws at most every mininterval
 
     def _check_starting(self) -> None:
         """Log roles started on the timeline as ready once they are; fail if one died or hung."""
@@ -285,8 +293,12 @@ class Run:
 
     # -- ending ---------------------------------------------------------------------------
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None and self._pending:
-            self.until(lambda: not self._pending, timeout_s=self._pending[-1][0] - self.elapsed_s() + 5)
+        try:
+            if exc_type is None and self._pending:
+                self.until(lambda: not self._pending, timeout_s=self._pending[-1][0] - self.elapsed_s() + 5)
+        finally:
+            if self._bar is not None:
+                self._bar.close()
         self._stop_all(check=exc_type is None)
 
     def _stop_all(self, check: bool) -> None:

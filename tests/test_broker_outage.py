@@ -12,6 +12,7 @@ from edalab.experiments import (broker_goes_down, chain_availability, replicated
                                 replication_availability, what_survives)
 from edalab.experiments._availability import at_least_up
 from edalab.experiments.broker_outage import FIRE_AND_FORGET, PATIENT
+from conftest import press_run
 
 
 @pytest.fixture(scope="module")
@@ -172,16 +173,9 @@ def test_widget_runs_the_experiment_once_and_shows_charts_and_errors(lab):
     box = broker_outage_widget(lab)
     box.controls["storages"].value, box.controls["faults"].value = ("memory",), ("pause",)
     box.controls["down_s"].value, box.controls["rate_per_s"].value = 1.0, 10
-    states = []
-    box.run_button.observe(lambda change: states.append(change["new"]), "disabled")
-    box.run_button.click()
-    assert states == [True, False]
-    outputs = box.output.outputs
-    shown = " ".join(str(o.get("data", {}).get("text/plain", "")) for o in outputs)
-    assert "Figure" in shown and "tansu-memory" in shown, outputs
-    assert not any(o.get("name") == "stderr" for o in outputs), outputs
+    shown, errors = press_run(box)
+    assert "Figure" in shown and "tansu-memory" in shown, shown
+    assert not errors, errors
     box.controls["faults"].value = ()
-    box.run_button.click()
-    errors = "".join(o.get("text", "") for o in box.output.outputs if o.get("name") == "stderr")
-    assert "ConfigError" in errors and "faults" in errors, box.output.outputs
-    assert not box.run_button.disabled
+    _, errors = press_run(box)
+    assert "ConfigError" in errors and "faults" in errors, errors

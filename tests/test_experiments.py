@@ -16,7 +16,7 @@ from edalab.experiments import polling_vs_push
 from edalab.roles import consume, produce
 from edalab.transports.http import BackgroundServer, EventServiceSpec, event_service_app
 
-from conftest import run_edalab
+from conftest import press_run, run_edalab
 
 
 def test_polling_delay_follows_the_model_and_push_beats_it(lab, tmp_path):
@@ -126,20 +126,13 @@ def test_widget_runs_the_experiment_once_and_shows_charts_and_errors(lab):
     events, rate = box.controls["events"], box.controls["rate_per_s"]
     intervals.value, methods.value = (0.05,), ("rest-poll", "redis-pubsub")
     events.value, rate.value = 10, 20
-    states = []
-    box.run_button.observe(lambda change: states.append(change["new"]), "disabled")
-    box.run_button.click()
-    assert states == [True, False]  # disabled while it ran, enabled again after
-    outputs = box.output.outputs
-    shown = " ".join(str(o.get("data", {}).get("text/plain", "")) for o in outputs)
-    assert "Figure" in shown and "redis-pubsub" in shown and "rest-poll" in shown, outputs
-    assert not any(o.get("name") == "stderr" for o in outputs), outputs
+    shown, errors = press_run(box)
+    assert "Figure" in shown and "redis-pubsub" in shown and "rest-poll" in shown, shown
+    assert not errors, errors
     # no method chosen: the ConfigError is shown in the output, and the button works again
     methods.value = ()
-    box.run_button.click()
-    errors = "".join(o.get("text", "") for o in box.output.outputs if o.get("name") == "stderr")
-    assert "ConfigError" in errors and "methods" in errors, box.output.outputs
-    assert not box.run_button.disabled
+    _, errors = press_run(box)
+    assert "ConfigError" in errors and "methods" in errors, errors
 
 
 @pytest.mark.parametrize("transport", ["redis-pubsub", "redis-stream", "kafka"])

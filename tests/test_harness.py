@@ -250,3 +250,15 @@ def test_a_slow_start_on_the_timeline_does_not_hold_up_the_next_action(tmp_path)
     at = {role: (life.loc[(life["role"] == role) & (life["what"] == what), "at_ns"].iloc[-1] - gate) / 1e9
           for role, what in (("fast", "killed"), ("slow", "ready"))}
     assert at["fast"] < at["slow"] and at["slow"] > 1.5, at
+
+
+def test_the_runs_progress_bar_moves_while_it_waits_for_a_producer(lab, capsys):
+    channel = f"orders-{time.time_ns()}"
+    sc = Scenario("test-progress")
+    sc.add("waiter", _redis_listener, kwargs={"url": lab.redis_url, "channel": channel})
+    sc.add("kitchen", _redis_sender, kwargs={"url": lab.redis_url, "channel": channel, "count": 100})
+    with sc.run(expect_events=100, progress="kitchen to waiter") as run:
+        run.wait_finished("kitchen", timeout_s=20)  # not until_delivered: the run's bar still moves
+        assert 0 < run._bar.n <= 100
+    err = capsys.readouterr().err
+    assert "kitchen to waiter" in err and "/100" in err

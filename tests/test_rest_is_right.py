@@ -13,6 +13,7 @@ from edalab.experiments import authorization_check, log_per_request, paging_unde
 from edalab.experiments.paging import cursor_pager, offset_pager, paging_table, records_api_app
 from edalab.experiments.request_reply import broker_authorize, code_lines, rest_authorize
 from edalab.transports.http import BackgroundServer
+from conftest import press_run
 
 
 def test_records_api_offsets_move_with_inserts_and_cursors_do_not():
@@ -149,11 +150,6 @@ def test_widget_runs_paging_once_and_shows_chart_and_errors(lab):
     box = paging_widget(lab)
     c = box.controls
     c["records"].value, c["limit"].value, c["insert_rate_per_s"].value, c["page_pause_s"].value = 50, 10, 20, 0.02
-    states = []
-    box.run_button.observe(lambda change: states.append(change["new"]), "disabled")
-    box.run_button.click()
-    assert states == [True, False]
-    outputs = box.output.outputs
-    shown = " ".join(str(o.get("data", {}).get("text/plain", "")) for o in outputs)
-    assert "Figure" in shown and "rest-offset" in shown and "kafka" in shown, outputs
-    assert not any(o.get("name") == "stderr" for o in outputs), outputs
+    shown, errors = press_run(box)
+    assert "Figure" in shown and "rest-offset" in shown and "kafka" in shown, shown
+    assert not errors, errors

@@ -14,6 +14,7 @@ from edalab._checks import EdalabWarning
 from edalab.exercises import n07
 from edalab.experiments.service_chain import chain_vs_events, scale_consumers
 from edalab.workloads import data_dir
+from conftest import press_run
 
 
 # -- the arithmetic (no servers) ---------------------------------------------------------------
@@ -199,16 +200,9 @@ def test_widget_runs_the_chain_once_and_shows_charts_and_errors(lab):
     box = service_chain_widget(lab)
     c = box.controls
     c["rate_per_s"].value, c["duration_s"].value, c["kill_at_s"].value, c["down_s"].value = 10, 4, 1, 1
-    states = []
-    box.run_button.observe(lambda change: states.append(change["new"]), "disabled")
-    box.run_button.click()
-    assert states == [True, False]
-    outputs = box.output.outputs
-    shown = " ".join(str(o.get("data", {}).get("text/plain", "")) for o in outputs)
-    assert "Figure" in shown and "rest-chain" in shown and "kafka" in shown, outputs
-    assert not any(o.get("name") == "stderr" for o in outputs), outputs
+    shown, errors = press_run(box)
+    assert "Figure" in shown and "rest-chain" in shown and "kafka" in shown, shown
+    assert not errors, errors
     c["kill_at_s"].value = 10  # after the end of a 4 s run: refused, shown, button usable again
-    box.run_button.click()
-    errors = "".join(o.get("text", "") for o in box.output.outputs if o.get("name") == "stderr")
-    assert "ConfigError" in errors and "kill_at_s" in errors, box.output.outputs
-    assert not box.run_button.disabled
+    _, errors = press_run(box)
+    assert "ConfigError" in errors and "kill_at_s" in errors, errors

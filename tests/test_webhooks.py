@@ -10,6 +10,7 @@ from edalab._checks import EdalabWarning
 from edalab.exercises import n05
 from edalab.experiments import webhooks
 from edalab.experiments.webhooks import adding_subscribers, webhook_outage
+from conftest import press_run
 
 
 @pytest.fixture(scope="module")
@@ -119,13 +120,9 @@ def test_widget_runs_the_experiment_once_and_shows_charts_and_errors(lab):
 
     box = webhook_outage_widget(lab)
     box.controls["down_s"].value, box.controls["rate_per_s"].value = 1.0, 10.0
-    box.run_button.click()
-    outputs = box.output.outputs
-    shown = " ".join(str(o.get("data", {}).get("text/plain", "")) for o in outputs)
-    assert "Figure" in shown and "webhook-retry" in shown and "redis-stream" in shown, outputs
-    assert not any(o.get("name") == "stderr" for o in outputs), outputs
+    shown, errors = press_run(box)
+    assert "Figure" in shown and "webhook-retry" in shown and "redis-stream" in shown, shown
+    assert not errors, errors
     box.controls["work_ms"].value, box.controls["rate_per_s"].value = 60.0, 30.0
-    box.run_button.click()
-    errors = "".join(o.get("text", "") for o in box.output.outputs if o.get("name") == "stderr")
-    assert "ConfigError" in errors and "work_ms" in errors, box.output.outputs
-    assert not box.run_button.disabled
+    _, errors = press_run(box)
+    assert "ConfigError" in errors and "work_ms" in errors, errors
