@@ -271,8 +271,7 @@ def _drain(subscriber, count: int, timeout_s: float) -> int:
 def _edalab_s(spec, events) -> float:
     """Publish ``events`` and receive them all through edalab's publisher and subscriber."""
     with spec.subscriber() as sub, spec.publisher() as pub:
-        if hasattr(sub, "wait_for_assignment"):
-            sub.wait_for_assignment(15)  # the group join is not part of the throughput
+        sub.wait_ready(15)  # the group join is not part of the throughput
         t = time.perf_counter()
         for e in events:
             pub.publish(e)

@@ -384,7 +384,7 @@ def test_redis_stream_replayer_removes_its_group_on_close(lab):
 
 
 def test_kafka_assign_and_seek_replays_on_a_subscriber(lab):
-    """The older spelling, kept for callers not yet ported to spec.replayer()."""
+    """The mechanism under KafkaSpec.replayer, on a subscriber made without a group."""
     spec = KafkaSpec.for_lab(lab, lab.create_topic(partitions=1))
     events = _events(10)
     _publish(spec, events)

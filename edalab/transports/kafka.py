@@ -509,12 +509,6 @@ class KafkaSubscriber(Subscriber):
             self._buffered += deliveries
             self._buffered_offsets.update(offsets)
 
-    # kept for callers not yet ported (use wait_ready())
-    def wait_for_assignment(self, timeout_s: float = 10.0) -> set[int]:
-        """:meth:`wait_ready`, then this member's partitions."""
-        self.wait_ready(timeout_s)
-        return self.assignment()
-
     def assignment(self) -> set[int]:
         """The partition numbers this member reads now."""
         return {tp.partition for tp in self._consumer.assignment()}

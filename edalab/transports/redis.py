@@ -465,9 +465,6 @@ class RedisStreamSubscriber(Subscriber):
             self._client.xack(self.spec.stream, self.group, *self._unacked)
         self._unacked.clear()
 
-    # kept for callers not yet ported (use commit())
-    ack = commit
-
     def take_over_pending(self) -> list[Delivery]:
         """Take over every entry of this group still pending at any member (XAUTOCLAIM).
 
