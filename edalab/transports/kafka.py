@@ -95,8 +95,8 @@ class KafkaSpec(TransportSpec):
         groups_per_topic: Kafka's consumer groups are cluster-wide; with True (the
             default) a subscriber's group ``"billing"`` joins as ``"<topic>.billing"``,
             so runs on fresh topics never share a group's state (on the embedded
-            Tansu, a group whose members left during a join can stall the next run's
-            join: docs/brokers.md, item 10). False uses the name as given.
+            Tansu, a group whose members left during a join can stall; once, seen as
+            the next run's join hanging: docs/brokers.md, item 10). False uses the name as given.
     """
 
     bootstrap: str
