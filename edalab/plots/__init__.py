@@ -6,7 +6,7 @@ per experiment; everything public is re-exported here, so a notebook writes
 ``edalab.plots.lag_panels(result)``.
 """
 
-from edalab.plots._style import (METHOD_COLORS, METHOD_LINESTYLES, METHOD_MARKERS, axes, legend_outside,
+from edalab.plots._style import (METHOD_COLORS, METHOD_LINESTYLES, METHOD_MARKERS, axes, legend_outside, method_color,
                                  poll_interval_colors, use_course_style)
 from edalab.plots.waiter import calls_per_order, delay_per_order, order_timeline  # 01
 from edalab.plots.polling import (cpu_per_role, latency_cdf, latency_vs_interval,  # 02
@@ -24,7 +24,7 @@ from edalab.plots.broker_outage import (availability_chart, broker_outage_counts
 
 __all__ = [
     # course-wide style
-    "use_course_style", "axes", "legend_outside", "poll_interval_colors",
+    "use_course_style", "axes", "legend_outside", "poll_interval_colors", "method_color",
     "METHOD_COLORS", "METHOD_LINESTYLES", "METHOD_MARKERS",
     # 01
     "calls_per_order", "delay_per_order", "order_timeline",

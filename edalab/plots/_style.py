@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import matplotlib
 
-__all__ = ["use_course_style", "axes", "METHOD_COLORS", "METHOD_LINESTYLES", "METHOD_MARKERS",
+__all__ = ["method_color", "use_course_style", "axes", "METHOD_COLORS", "METHOD_LINESTYLES", "METHOD_MARKERS",
            "poll_interval_colors", "legend_outside"]
 
 #: one colour per way of delivering events, the same in every chart of the course.
@@ -35,6 +35,11 @@ METHOD_LINESTYLES = {"rest-poll": "-", "long-poll": "--", "sse": "-.", "webhook"
 METHOD_MARKERS = {"rest-poll": "o", "long-poll": "s", "sse": "^", "webhook": "v",
                   "redis-pubsub": "D", "redis-stream": "x", "kafka": "P",
                   "webhook-retry": "<", "rest-chain": "s"}
+
+def method_color(method: str) -> str:
+    """The course colour of ``method``; a neutral grey for names the palette does not know."""
+    return METHOD_COLORS.get(method, "0.35")
+
 
 def poll_interval_colors(intervals_s: Sequence[float]) -> dict[float, tuple]:
     """One shade of polling's red per poll interval (seconds): the shortest darkest."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edalab.plots._style import METHOD_COLORS, axes as _axes, legend_outside
+from edalab.plots._style import method_color, axes as _axes, legend_outside
 
 __all__ = ["broker_outage_timeline", "broker_outage_counts", "survival_bars", "availability_chart"]
 
@@ -24,7 +24,7 @@ _FALLBACK = {"synchronous chain": "tab:gray", "events, 1 broker": "tab:blue", "e
 
 
 def _color(method: str) -> str:
-    return METHOD_COLORS.get(method, _FALLBACK.get(method, "0.3"))
+    return _FALLBACK.get(method) or method_color(method)
 
 
 def broker_outage_timeline(result):

@@ -7,7 +7,7 @@ panel per method). Times on the x axis are seconds from the trial's first order.
 
 from __future__ import annotations
 
-from edalab.plots._style import METHOD_COLORS as _METHOD_COLORS, axes as _axes
+from edalab.plots._style import method_color, axes as _axes
 
 __all__ = ["lag_over_time", "lag_panels", "outcome_bars", "timeline", "timeline_panels",
            "replay_bars"]
@@ -37,7 +37,7 @@ def lag_over_time(result, method: str, stop_mode: str = "clean", ax=None):
     """
     ax = _axes(ax)
     lag = result.trial_lag(method, stop_mode)
-    color = _METHOD_COLORS.get(method, "0.3")
+    color = method_color(method)
     _shade_outage(ax, result, method, stop_mode)
     ax.step(lag["t_s"], lag["lag"], where="post", color=color, lw=1.6,
             label="lag from the traces (produced − billed)")
@@ -172,7 +172,7 @@ def replay_bars(replays, ax=None):
     for i, rp in enumerate(replays, start=1):
         start = rp.params["start"]
         bars = ax.bar(x - 0.4 + width * (i + 0.5), rp.summary.loc[methods, "replayed"], width,
-                      color=[_METHOD_COLORS.get(t, "0.3") for t in methods],
+                      color=[method_color(t) for t in methods],
                       alpha=1.0 if i == 1 else 0.55, edgecolor="0.2", lw=0.5,
                       label=f"read again {'from the beginning' if start == 'beginning' else f'from offset {start}'}")
         ax.bar_label(bars, fmt="%d", fontsize=7)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from edalab.plots._style import METHOD_COLORS as _METHOD_COLORS
+from edalab.plots._style import METHOD_COLORS as _METHOD_COLORS, method_color
 from edalab.plots._style import axes as _axes
 
 __all__ = [
@@ -52,7 +52,7 @@ def fan_out_deliveries(result, ax=None):
     for i, transport in enumerate(transports):
         rows = s[s["method"] == transport].set_index("service").reindex(services)
         bars = ax.bar(x + (i - (len(transports) - 1) / 2) * width, rows["delivered"], width,
-                      label=transport, color=_METHOD_COLORS.get(transport))
+                      label=transport, color=method_color(transport))
         ax.bar_label(bars, fontsize=8)
     produced = int(s["produced"].max())
     ax.axhline(produced, color="0.3", ls="--", lw=1, label=f"produced: {produced}")

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from edalab.plots._style import METHOD_COLORS, axes, legend_outside
+from edalab.plots._style import method_color, axes, legend_outside
 
 __all__ = ["call_timeline", "call_latency_bars", "emit_latency_bars", "log_loss_bars", "paging_bars"]
 
 _OUTCOME_MARKERS = {"ok": ".", "error": "x", "timeout": "v"}
-
-
-def _color(method: str):
-    return METHOD_COLORS.get(method, "0.4")
 
 
 def call_timeline(result, ax=None):
@@ -28,7 +24,7 @@ def call_timeline(result, ax=None):
     samples = result.samples
     t0 = samples["t_ns"].min()
     for (method, outcome), rows in samples.groupby(["method", "outcome"]):
-        ax.scatter((rows["t_ns"] - t0) / 1e9, rows["latency_ms"], s=14, color=_color(method),
+        ax.scatter((rows["t_ns"] - t0) / 1e9, rows["latency_ms"], s=14, color=method_color(method),
                    marker=_OUTCOME_MARKERS.get(outcome, "o"), label=f"{method}: {outcome}")
     down = samples[samples["phase"] == "down"]
     if len(down):
@@ -48,7 +44,7 @@ def call_latency_bars(result, ax=None):
     ax = axes(ax)
     summary = result.summary
     x = np.arange(len(summary))
-    colors = [_color(m) for m in summary["method"]]
+    colors = [method_color(m) for m in summary["method"]]
     ax.bar(x - 0.2, summary["latency_p50_ms"], 0.4, color=colors, label="p50")
     ax.bar(x + 0.2, summary["latency_p99_ms"], 0.4, color=colors, alpha=0.45, hatch="//", label="p99")
     ax.set_xticks(x, [f"{m}\n({n} lines of client code)" for m, n in zip(summary["method"], summary["code_lines"])])
@@ -63,7 +59,7 @@ def emit_latency_bars(result, ax=None):
     ax = axes(ax)
     summary = result.summary
     x = np.arange(len(summary))
-    ax.bar(x, summary["latency_p50_ms"], color=[_color(m) for m in summary["method"]], label="p50")
+    ax.bar(x, summary["latency_p50_ms"], color=[method_color(m) for m in summary["method"]], label="p50")
     ax.scatter(x, summary["latency_p99_ms"], marker="_", s=400, color="0.2", label="p99", zorder=3)
     ax.set_xticks(x, summary["method"], rotation=30, ha="right")
     ax.set_yscale("log")
@@ -83,7 +79,7 @@ def log_loss_bars(result, ax=None):
     bottom = np.zeros(len(summary))
     for column, label, color in parts:
         values = summary[column].to_numpy(dtype=float)
-        ax.bar(x, values, bottom=bottom, color=color, label=label, edgecolor=[_color(m) for m in summary["method"]],
+        ax.bar(x, values, bottom=bottom, color=color, label=label, edgecolor=[method_color(m) for m in summary["method"]],
                linewidth=2)
         bottom += values
     ax.set_xticks(x, summary["method"], rotation=30, ha="right")
@@ -101,7 +97,7 @@ def paging_bars(result):
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     summary = result.summary
     x = np.arange(len(summary))
-    colors = [_color(m) for m in summary["method"]]
+    colors = [method_color(m) for m in summary["method"]]
     left.bar(x, summary["requests"], color=colors)
     left.set_xticks(x, summary["method"])
     left.set_ylabel("requests to read them all")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edalab.plots._style import METHOD_COLORS, METHOD_MARKERS, axes, legend_outside
+from edalab.plots._style import method_color, METHOD_MARKERS, axes, legend_outside
 
 __all__ = ["service_graph_chart", "chain_outcomes", "chain_timeline", "scaling_lag"]
 
@@ -70,7 +70,7 @@ def chain_timeline(result, ax=None):
     s = result.samples
     for k, method in enumerate(result.summary["method"]):
         mine = s[s["method"] == method]
-        color = METHOD_COLORS.get(method, "0.3")
+        color = method_color(method)
         down = result.down_s[method]
         ax.axvspan(*down, ymin=k / 2 + 0.02, ymax=(k + 1) / 2 - 0.02, color="0.85", zorder=0)
         ok, bad = mine[mine["accepted"]], mine[~mine["accepted"]]
@@ -83,7 +83,7 @@ def chain_timeline(result, ax=None):
     twin = ax.twinx()
     for method in result.summary["method"]:
         mine = s[(s["method"] == method) & s["accepted"]]
-        twin.plot(mine["sent_s"], mine["done_ms"] / 1000, color=METHOD_COLORS.get(method, "0.3"), lw=1,
+        twin.plot(mine["sent_s"], mine["done_ms"] / 1000, color=method_color(method), lw=1,
                   alpha=0.7, label=f"{method}: placed -> billed")
     twin.set_ylabel("placed -> billed (s)")
     twin.grid(False)
@@ -100,7 +100,7 @@ def scaling_lag(result, ax=None):
     styles = ["-", "--", ":", "-."]
     for k, ((method, n), lag) in enumerate(result.samples.groupby(["method", "instances"], sort=False)):
         where = "waiting in the guest" if method == "rest-chain" else f"{n} billing instance(s)"
-        ax.plot(lag["t_s"], lag["lag"], styles[k % len(styles)], color=METHOD_COLORS.get(method, "0.3"),
+        ax.plot(lag["t_s"], lag["lag"], styles[k % len(styles)], color=method_color(method),
                 lw=1.2 + 0.5 * k, label=f"{method}, {where}")
     ax.axvline(result.params["duration_s"], color="0.5", lw=0.8, ls=":")
     ax.set_xlabel("seconds after the start (dotted: last order due)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edalab.plots._style import METHOD_COLORS as _METHOD_COLORS, axes as _axes
+from edalab.plots._style import method_color, METHOD_COLORS as _METHOD_COLORS, axes as _axes
 
 __all__ = ["calls_per_order", "delay_per_order", "order_timeline", "pick_order"]
 
@@ -19,7 +19,7 @@ def _colors(result) -> dict[str, str]:
             first = _METHOD_COLORS["rest-poll"] not in colors.values()
             colors[row["label"]] = _METHOD_COLORS["rest-poll"] if first else next(extra, "0.4")
         else:
-            colors[row["label"]] = _METHOD_COLORS.get(row["method"], "0.4")
+            colors[row["label"]] = method_color(row["method"])
     return colors
 
 
@@ -180,7 +180,7 @@ def order_timeline(result, order: int | None = None, labels=None):
             _lifelines(ax, ["kitchen", broker, "waiter"], top_s, bottom_s)
             ax.plot(0, 0, "o", color="0.2")
             ax.text(0.08, 0, "order in", fontsize=8, va="center")
-            color = _METHOD_COLORS.get(row["method"], "0.3")
+            color = method_color(row["method"])
             _arrow(ax, 0, ready_s, 1, ready_s, color, "order.ready")
             if not math.isnan(known_s):
                 _arrow(ax, 1, ready_s, 2, known_s, color, "order.ready")

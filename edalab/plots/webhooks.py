@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edalab.plots._style import METHOD_COLORS, METHOD_MARKERS, axes, legend_outside
+from edalab.plots._style import method_color, METHOD_COLORS, METHOD_MARKERS, axes, legend_outside
 
 __all__ = ["webhook_delay", "outage_outcomes", "outage_timeline", "fan_out_cost", "slow_subscriber"]
 
@@ -26,7 +26,7 @@ def webhook_delay(result, ax=None):
         ms = np.sort(live.loc[live["method"] == method, "latency_ms"].to_numpy())
         if len(ms):
             ax.step(ms, np.arange(1, len(ms) + 1) / len(ms), where="post", lw=1.8,
-                    color=METHOD_COLORS.get(method, "0.3"), label=method)
+                    color=method_color(method), label=method)
     ax.set_xscale("log")
     ax.set_xlabel("delivery delay (ms, log scale)")
     ax.set_ylabel("share of orders delivered")
@@ -68,7 +68,7 @@ def outage_timeline(result):
                        label="receiver away")
         got = result.samples[result.samples["method"] == method]
         ax.scatter((got["produced_at_ns"] - t0) / 1e9, got["latency_ms"].clip(lower=0.1), s=9,
-                   color=METHOD_COLORS.get(method, "0.3"), marker=METHOD_MARKERS.get(method, "o"),
+                   color=method_color(method), marker=METHOD_MARKERS.get(method, "o"),
                    label="delivered")
         dup = got[got["duplicate"]]
         if len(dup):
@@ -95,7 +95,7 @@ def fan_out_cost(fan):
     kind = fan.params["broker_kind"]
     lines = [("webhook", "sequential", "webhook, sequential POSTs", METHOD_COLORS["webhook"], "-"),
              ("webhook", "concurrent", "webhook, concurrent POSTs", METHOD_COLORS["webhook"], "--"),
-             ("broker", "broker", f"{kind} producer", METHOD_COLORS.get(kind, "0.3"), "-")]
+             ("broker", "broker", f"{kind} producer", method_color(kind), "-")]
     for method, mode, label, color, style in lines:
         part = s[(s["method"] == method) & (s["mode"] == mode)].sort_values("subscribers")
         if len(part):
