@@ -8,7 +8,8 @@ The public surface notebooks use (everything else is private):
 * running experiments: :class:`Scenario` (roles, one start gate, a timeline, waiting),
   :class:`Role` (one process running a body you wrote), :class:`Recorder` (traces ->
   samples, summary), :class:`DeliveryWatcher` (what was delivered so far)
-* submodules: ``transports`` (Kafka, Redis, HTTP), ``roles``, ``experiments``,
+* submodules: ``transports`` (Kafka, Redis, HTTP), ``roles``, ``experiments``, ``course``
+  (the claims and each notebook's recorded verdict),
   ``plots`` (charts), ``widgets`` (imported on demand: it needs ipywidgets),
   ``exercises`` (checks for each notebook's exercise), ``workloads`` (send schedules,
   the restaurant's menu and order trace in data/)
@@ -40,7 +41,7 @@ from edalab.harness import Run, Scenario
 from edalab._servers import KafkaServer, RedisServer
 from edalab.roles import Role
 
-_SUBMODULES = ("experiments", "exercises", "plots", "roles", "topology", "transports", "widgets", "workloads")
+_SUBMODULES = ("course", "experiments", "exercises", "plots", "roles", "topology", "transports", "widgets", "workloads")
 
 
 def __getattr__(name: str):
@@ -56,7 +57,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "start", "Lab", "check_environment", "Recorder", "Role", "Scenario", "Run", "DeliveryWatcher",
-    "experiments", "exercises", "plots", "roles", "topology", "transports", "workloads", "KafkaServer", "RedisServer", "Event", "new_event",
+    "course", "experiments", "exercises", "plots", "roles", "topology", "transports", "workloads", "KafkaServer", "RedisServer", "Event", "new_event",
     "EdalabError", "ConfigError", "ServerError", "BinaryNotFound", "PortInUse", "ServerExited",
     "ServerStartTimeout", "ServiceUnavailable", "KafkaUnavailable", "RedisUnavailable",
     "RoleError", "UnsendableRole", "ExperimentError", "EdalabWarning", "__version__",
