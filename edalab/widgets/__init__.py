@@ -1,4 +1,4 @@
-"""Widgets that rerun an experiment with other settings (notebooks 02 onwards).
+"""Widgets that rerun an experiment with other settings (notebooks 01 onwards).
 
 One module per experiment, all built by :func:`experiment_widget` (``_base.py``):
 settings, a Run button disabled while running, errors shown in the output area.
@@ -7,11 +7,15 @@ nothing itself. Import needs ipywidgets (installed with the course).
 """
 
 from edalab.widgets._base import experiment_widget
+from edalab.widgets._waiter import waiter_widget  # 01
 from edalab.widgets._polling import polling_vs_push_widget  # 02
+from edalab.widgets._fanout import competing_consumers_widget, fan_out_widget  # 03
+from edalab.widgets._downtime import listener_down_widget  # 04
 from edalab.widgets._webhooks import webhook_outage_widget  # 05
 from edalab.widgets._rest import paging_widget  # 06
 from edalab.widgets._topology import service_chain_widget  # 07
 from edalab.widgets._broker import broker_outage_widget  # 08
 
-__all__ = ["experiment_widget", "polling_vs_push_widget", "webhook_outage_widget", "paging_widget",
+__all__ = ["experiment_widget", "waiter_widget", "polling_vs_push_widget", "fan_out_widget",
+           "competing_consumers_widget", "listener_down_widget", "webhook_outage_widget", "paging_widget",
            "service_chain_widget", "broker_outage_widget"]
