@@ -23,6 +23,7 @@ METHOD_COLORS = {
     "rest-chain": "black",  # 07: services calling each other over HTTP, in a chain
     # 08: the servers themselves, near their protocol's colour
     "tansu-memory": "tab:blue", "tansu-s3": "navy", "valkey": "tab:cyan", "valkey-aof": "teal",
+    "event-notification": "darkmagenta", "state-transfer": "seagreen", "full-replay": "slategray", "snapshot": "darkgoldenrod",  # 10
 }
 
 #: line style per method, so lines that lie on top of each other (Redis pub/sub and
