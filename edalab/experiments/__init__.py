@@ -37,6 +37,8 @@ _WHERE = {
     "what_survives": "_survival", "SurvivalResult": "_survival",
     "replication_availability": "_availability", "chain_availability": "_availability",
     "replicated_cluster": "_availability",
+    # 12
+    "restaurant_both_ways": "restaurant", "RestaurantResult": "restaurant", "add_event_restaurant": "restaurant",
 }
 
 
