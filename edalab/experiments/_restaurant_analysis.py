@@ -100,7 +100,8 @@ def analyse_restaurant(recorder, gate_ns: int, rows: list[dict], cpu: dict[str, 
             lost=int((per["outcome"] == "lost").sum()),
             cooked_twice=int(len(cooked) - cooked["order"].nunique()) if len(cooked) else 0,
             latency_p50_ms=_pct(ok["latency_ms"], 50), latency_p99_ms=_pct(ok["latency_ms"], 99),
-            overhead_p50_ms=_pct(ok["overhead_ms"], 50),
+            # what the design adds to cooking, on the orders the outage did not touch
+            overhead_p50_ms=_pct(per.loc[per["outcome"] == "served", "overhead_ms"], 50),
             # the guest's call plus every request a service made and waited for (HTTP or publish)
             calls_per_order=(n + own_requests) / n if n else math.nan,
             fetches_per_order=_fetches(recorder, method) / n if n else math.nan,

@@ -56,7 +56,8 @@ class RestaurantResult:
             ``failed``, ``lost``: accepted, never served).
         summary: one row per method: ``orders``, ``served``, ``waited``, ``failed``,
             ``lost``, ``cooked_twice``, ``latency_p50_ms``, ``latency_p99_ms``,
-            ``overhead_p50_ms``, ``calls_per_order`` (requests someone waited for: HTTP
+            ``overhead_p50_ms`` (latency minus cooking, orders the outage did not
+            touch), ``calls_per_order`` (requests someone waited for: HTTP
             calls and publishes), ``fetches_per_order`` (Kafka fetch requests),
             ``cpu_s`` (all services).
         cpu: one row per method and service: ``method``, ``service``, ``cpu_s``.
