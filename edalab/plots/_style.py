@@ -24,6 +24,7 @@ METHOD_COLORS = {
     # 08: the servers themselves, near their protocol's colour
     "tansu-memory": "tab:blue", "tansu-s3": "navy", "valkey": "tab:cyan", "valkey-aof": "teal",
     "event-notification": "darkmagenta", "state-transfer": "seagreen", "full-replay": "slategray", "snapshot": "darkgoldenrod",  # 10
+    "at-most-once": "darkorange", "at-least-once": "mediumpurple", "effectively-once": "darkgreen", "retry-forever": "lightslategray", "dead-letter": "darkcyan", "retry-topic": "yellowgreen", "nats-queue": "mediumseagreen",  # 09
 }
 
 #: line style per method, so lines that lie on top of each other (Redis pub/sub and
