@@ -37,6 +37,8 @@ _WHERE = {
     "what_survives": "_survival", "SurvivalResult": "_survival",
     "replication_availability": "_availability", "chain_availability": "_availability",
     "replicated_cluster": "_availability",
+    # 10
+    "notification_vs_state": "event_content", "EventContentResult": "event_content", "rebuild_by_replay": "_event_sourcing", "RebuildResult": "_event_sourcing", "check_compatibility": "_event_fold", "ITEM_ADDED_SCHEMAS": "_event_fold", "apply_order_event": "_event_fold", "read_item_added_v1": "_event_fold",
     # 12
     "restaurant_both_ways": "restaurant", "RestaurantResult": "restaurant", "add_event_restaurant": "restaurant",
 }
