@@ -41,7 +41,7 @@ from edalab.harness import Run, Scenario
 from edalab._servers import KafkaServer, RedisServer
 from edalab.roles import Role
 
-_SUBMODULES = ("course", "experiments", "exercises", "plots", "roles", "topology", "transports", "widgets", "workloads")
+_SUBMODULES = ("course", "experiments", "exercises", "plots", "roles", "scale", "topology", "transports", "widgets", "workloads")
 
 
 def __getattr__(name: str):
