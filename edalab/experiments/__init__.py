@@ -6,9 +6,8 @@ Each returns a result with raw ``samples`` and a ``summary`` table; charts live 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from importlib import import_module
+from pathlib import Path
 
 # Experiments load on first use: a role whose body lives in one experiment module
 # (billing, the kitchen) should not import every other experiment, pandas and
@@ -39,6 +38,7 @@ _WHERE = {
     "replicated_cluster": "_availability",
     # 10
     "notification_vs_state": "event_content", "EventContentResult": "event_content", "rebuild_by_replay": "_event_sourcing", "RebuildResult": "_event_sourcing", "check_compatibility": "_event_fold", "ITEM_ADDED_SCHEMAS": "_event_fold", "apply_order_event": "_event_fold", "read_item_added_v1": "_event_fold",
+    "many_clients_sweep": "many_clients", "ManyClientsResult": "_scale_analysis", "SCALE_METHODS": "many_clients",  # 11
     # 12
     "restaurant_both_ways": "restaurant", "RestaurantResult": "restaurant", "add_event_restaurant": "restaurant",
 }
@@ -58,39 +58,20 @@ from edalab.experiments.polling_vs_push import polling_vs_push  # noqa: E402
 
 __all__ = ["polling_vs_push", *_WHERE, "run_cli_experiment", "CLI_EXPERIMENTS"]
 
-CLI_EXPERIMENTS = ("polling-vs-push",)
+from edalab.experiments._catalog import names as _catalog_names  # noqa: E402
+
+#: the names ``edalab run`` knows, one per entry of :data:`edalab.experiments._catalog.CATALOG`
+CLI_EXPERIMENTS = tuple(_catalog_names())
 
 
-def run_cli_experiment(name: str, out: Path, quick: bool = False) -> int:
-    """``edalab run NAME --out DIR``: run, then write results.csv, summary.csv and PNG charts."""
-    import matplotlib
+def run_cli_experiment(name: str, out: Path, quick: bool = False, settings: list[str] | None = None,
+                       json_to: str | None = None) -> int:
+    """``edalab run NAME --out DIR``: run one experiment of the catalog, write its CSVs and PNG
+    charts into ``out`` (see :mod:`edalab.experiments._catalog`, where experiments are added).
 
-    matplotlib.use("Agg")
-    import edalab
-    from edalab import plots
-    from edalab._errors import ConfigError
+    ``settings``: ``["key=value", ...]`` from ``--set``; ``json_to``: ``"-"`` or a file."""
+    from edalab.experiments._catalog import find, parse_settings, run_experiment
 
-    if name not in CLI_EXPERIMENTS:
-        raise ConfigError(f"Unknown experiment {name!r}; choose from {', '.join(CLI_EXPERIMENTS)}.")
-    out.mkdir(parents=True, exist_ok=True)
-    plots.use_course_style()
-    from edalab.experiments.polling_vs_push import polling_vs_push
-
-    with edalab.start() as lab:
-        result = polling_vs_push(lab, quick=quick or None, run_dir=out / "traces")
-    result.samples.to_csv(out / "results.csv", index=False)
-    result.summary.to_csv(out / "summary.csv", index=False)
-    charts = {"latency_vs_interval": plots.latency_vs_interval, "latency_cdf": plots.latency_cdf,
-              "requests_per_event": plots.requests_per_event, "cpu_per_role": plots.cpu_per_role}
-    import matplotlib.pyplot as plt
-
-    for chart, draw in charts.items():
-        fig, ax = plt.subplots(figsize=(9, 4.5))
-        draw(result, ax)
-        fig.savefig(out / f"{chart}.png", dpi=110, bbox_inches="tight")  # the legend sits outside
-        plt.close(fig)
-    print(result.table().to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    print(f"HTTP round trip {result.rtt_ms:.2f} ms; polling model max relative error "
-          f"{result.model_max_rel_error():.1%}")
-    print(f"Wrote {out}/results.csv, summary.csv and {len(charts)} charts.")
+    entry = find(name)  # an unknown name fails before settings are read
+    run_experiment(entry.name, out, quick=quick, settings=parse_settings(entry, settings), json_to=json_to)
     return 0

@@ -1,0 +1,284 @@
+"""A scale model of polling vs push, calibrated on this machine's real many-client runs (notebook 11).
+
+One laptop cannot run a million clients. This model takes the costs measured by
+:func:`edalab.experiments.many_clients_sweep` (a real uvicorn server, hundreds of
+real clients) and predicts the same quantities for any N, per method:
+
+* **server CPU** (CPU seconds per second): ``idle + a * x**b`` for one server, where
+  ``x`` is the server's work per second: requests for REST polling and long polling,
+  pushed events (clients x updates) for SSE. ``a`` and ``b`` are fitted per method on
+  the run (``b < 1`` when a busier server handles several requests per wake-up);
+* **requests/s**: ``N / interval`` (polling), ``N x update rate`` (long polling: one
+  answer and a new question per update), about 0 (SSE: one request per connection);
+* **open connections** and **memory**: one keep-alive connection per client (a poller
+  whose interval is longer than the server's keep-alive reconnects each time instead),
+  memory per connection measured;
+* **delay**: polling ``interval / 2 + response``; push ``d0 + k * clients per server``
+  (one server writes to its clients one after the other), both fitted on the run;
+* **waste and staleness** of polled state with updates at random moments (rate λ):
+  an answer is unchanged with probability ``exp(-λT)``; the copy is stale, and an
+  update is never seen, a share ``1 - (1 - exp(-λT)) / (λT)`` of the time.
+
+:func:`servers_needed` then adds servers until each stays under its CPU target and
+connection limit; :func:`simulate` draws every client's delay and staleness (numpy,
+vectorised over clients; a million clients in well under 10 s).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from edalab import _checks
+from edalab._errors import ConfigError
+
+__all__ = ["Calibration", "ServerLimits", "calibrate", "predict", "simulate", "servers_needed",
+           "agreement", "max_rel_error", "METHODS"]
+
+METHODS = ("rest-poll", "long-poll", "sse")
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one server may carry: ``cores`` x ``cpu_target`` CPU seconds per second,
+    ``max_connections`` open connections, ``memory_bytes`` for connections; keep-alive
+    connections idle longer than ``keepalive_s`` are closed (uvicorn's default here: 75 s)."""
+
+    cores: int = 4
+    cpu_target: float = 0.7
+    max_connections: int = 50_000
+    memory_bytes: float = 8 * 2**30
+    keepalive_s: float = 75.0
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Costs measured on one run (see :func:`calibrate`); every field in the unit its name says."""
+
+    idle_cpu_per_s: float
+    cpu_curves: dict            # method -> (a, b, x_top): CPU s/s = idle + a * x**b up to the largest measured x
+    response_ms: float          # a poll's answer time at low load (median)
+    push_delay_ms: dict         # method -> (d0_ms, ms per client on one server)
+    memory_per_connection_bytes: float
+    update_rate_per_s: float
+    source: dict = field(default_factory=dict)
+
+
+def _work_per_s(method: str, clients, interval_s: float, rate_per_s: float):
+    clients = np.asarray(clients, dtype=float)
+    if method == "rest-poll":
+        return clients / interval_s
+    return clients * rate_per_s                 # long-poll: answers; sse: pushed events
+
+
+def _requests_per_s(method: str, clients, interval_s: float, rate_per_s: float):
+    clients = np.asarray(clients, dtype=float)
+    if method == "sse":
+        return clients * 0.0
+    return _work_per_s(method, clients, interval_s, rate_per_s)
+
+
+def calibrate(result) -> Calibration:
+    """Fit the model's costs on a :class:`~edalab.experiments.ManyClientsResult` (its own run)."""
+    s = result.measured()
+    idle = result.idle_cpu_per_s()
+    curves, push = {}, {}
+    for method, rows in s.groupby("method"):
+        x = _work_per_s(method, rows["clients"], rows["poll_interval_s"].fillna(1.0).to_numpy(),
+                        rows["updates_per_s"].to_numpy())
+        y = np.maximum(rows["server_cpu_per_s"].to_numpy() - idle, 1e-6)
+        if len(set(np.round(x))) > 1:
+            b, log_a = np.polyfit(np.log(x), np.log(y), 1)
+        else:
+            b, log_a = 1.0, float(np.log(np.mean(y / x)))
+        curves[method] = (float(np.exp(log_a)), float(b), float(np.max(x)))
+        if method != "rest-poll":
+            n, d = rows["clients"].to_numpy(float), rows["latency_mean_ms"].to_numpy()
+            k, d0 = np.polyfit(n, d, 1) if len(set(n)) > 1 else (0.0, float(d.mean()))
+            push[method] = (float(max(d0, 0.0)), float(max(k, 0.0)))
+    # A poll's answer time as the delay shows it (mean delay - interval / 2), averaged over
+    # the polling steps: the clients' own timestamps include their process's queueing.
+    polls = s[s["method"] == "rest-poll"]
+    response_ms = float(np.mean(polls["latency_mean_ms"] - polls["poll_interval_s"] * 500)) if len(polls) else 1.0
+    conn = s["open_connections"].to_numpy(float)
+    idle_rss = float(result.summary.loc[result.summary["method"] == "idle", "server_rss_mb"].iloc[0])
+    memory = float(np.nanmax((s["server_rss_mb"].to_numpy() - idle_rss) * 2**20 / np.maximum(conn, 1)))
+    return Calibration(idle, curves, max(response_ms, 0.1), push, max(memory, 1024.0),
+                       float(result.params.get("update_rate_per_s", 10.0)),
+                       {"run_dir": result.params.get("run_dir"), "steps": len(s)})
+
+
+def _check_method(method: str, calibration: Calibration) -> str:
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, not {method!r}.")
+    if method not in calibration.cpu_curves:
+        raise ConfigError(f"This calibration has no {method!r} run; calibrate on a sweep that ran it.")
+    return method
+
+
+def _cpu_one(calibration: Calibration, method: str, work_per_s):
+    """CPU s/s of one server process doing ``work_per_s``: the fitted curve up to the largest
+    measured load, and beyond it that load's average cost per unit (no economy of scale
+    the run did not show)."""
+    a, b, x_top = calibration.cpu_curves[method]
+    x = np.asarray(work_per_s, dtype=float)
+    return calibration.idle_cpu_per_s + np.where(x <= x_top, a * x ** b, a * x_top ** (b - 1) * x)
+
+
+def _work_max(calibration: Calibration, method: str, target: float) -> float:
+    """The work per second one process carries at ``target`` CPU s/s."""
+    a, b, x_top = calibration.cpu_curves[method]
+    budget = target - calibration.idle_cpu_per_s
+    if budget <= 0:
+        raise ConfigError("cpu_target is below the server's idle cost: raise cpu_target.")
+    if a * x_top ** b >= budget:
+        return (budget / a) ** (1 / b)
+    return budget / (a * x_top ** (b - 1))
+
+
+def servers_needed(calibration: Calibration, method: str, clients, *, poll_interval_s: float = 1.0,
+                   update_rate_per_s: float | None = None, limits: ServerLimits = ServerLimits()):
+    """Servers for ``clients`` (array): enough that each stays under its CPU target, connection and
+    memory limits; and which limit decided (``cpu``, ``connections``, ``memory``)."""
+    rate = calibration.update_rate_per_s if update_rate_per_s is None else update_rate_per_s
+    clients = np.asarray(clients, dtype=float)
+    # One server process per core (a Python server uses one core); each at the CPU target.
+    x_max = _work_max(calibration, method, limits.cpu_target) * limits.cores
+    connections = _connections(method, clients, poll_interval_s, limits, calibration)
+    need = {"cpu": np.ceil(_work_per_s(method, clients, poll_interval_s, rate) / x_max),
+            "connections": np.ceil(connections / limits.max_connections),
+            "memory": np.ceil(connections * calibration.memory_per_connection_bytes / limits.memory_bytes)}
+    stacked = np.vstack([need["cpu"], need["connections"], need["memory"]])
+    servers = np.maximum(stacked.max(axis=0), 1)
+    bottleneck = np.array(["cpu", "connections", "memory"])[stacked.argmax(axis=0)]
+    return servers, bottleneck
+
+
+def _connections(method, clients, interval_s, limits, calibration):
+    if method == "rest-poll" and interval_s > limits.keepalive_s:
+        return clients * min(1.0, calibration.response_ms / 1000 / interval_s)
+    return clients
+
+
+def predict(calibration: Calibration, method: str, clients, *, poll_interval_s: float = 1.0,
+            update_rate_per_s: float | None = None, limits: ServerLimits = ServerLimits(),
+            one_server: bool = False) -> pd.DataFrame:
+    """The model's numbers for each N in ``clients`` (a list or array; vectorised).
+
+    ``one_server=True`` keeps every client on one server (what a measured step did);
+    otherwise servers are added as :func:`servers_needed` says, and CPU and delays are
+    those of the servers sharing the load. Columns as in the measured summary, plus
+    ``servers`` and ``bottleneck``.
+    """
+    method = _check_method(method, calibration)
+    interval = _checks.number(poll_interval_s, "poll_interval_s", unit="seconds", positive=True)
+    rate = calibration.update_rate_per_s if update_rate_per_s is None else _checks.number(
+        update_rate_per_s, "update_rate_per_s", unit="updates per second", positive=True)
+    n = np.atleast_1d(np.asarray(clients, dtype=float))
+    if np.any(n < 0) or not np.all(np.isfinite(n)):
+        raise ConfigError("clients must be numbers >= 0 (how many clients watch the state).")
+    if one_server:
+        servers, bottleneck = np.ones_like(n), np.array(["-"] * len(n))
+    else:
+        servers, bottleneck = servers_needed(calibration, method, n, poll_interval_s=interval,
+                                             update_rate_per_s=rate, limits=limits)
+    work = _work_per_s(method, n, interval, rate)
+    processes = servers if one_server else servers * limits.cores
+    cpu = processes * _cpu_one(calibration, method, work / processes)
+    busy = np.clip(cpu / processes - calibration.idle_cpu_per_s, 0, 0.95)
+    if method == "rest-poll":
+        response = calibration.response_ms / (1 - busy)          # a busier server answers later
+        mean = interval * 1000 / 2 + response
+        p50, p99 = mean, interval * 1000 * 0.99 + response
+        lam_t = rate * interval
+        wasted = np.full_like(n, math.exp(-lam_t))
+        stale = np.full_like(n, 1 - (1 - math.exp(-lam_t)) / lam_t)
+        missed = stale
+    else:
+        d0, per_client = calibration.push_delay_ms[method]
+        fan = per_client * n / processes        # each process writes to its clients in turn
+        mean, p50, p99 = d0 + fan, d0 + fan, d0 + 1.98 * fan
+        wasted = np.zeros_like(n)
+        stale = np.minimum(rate * mean / 1000, 1.0)
+        missed = np.zeros_like(n)
+    connections = _connections(method, n, interval, limits, calibration)
+    return pd.DataFrame({
+        "method": method, "poll_interval_s": interval if method == "rest-poll" else np.nan, "clients": n,
+        "servers": servers, "bottleneck": bottleneck, "server_cpu_per_s": cpu,
+        "requests_per_s": _requests_per_s(method, n, interval, rate), "open_connections": connections,
+        "memory_mb": connections * calibration.memory_per_connection_bytes / 2**20,
+        "latency_mean_ms": mean * np.ones_like(n), "latency_p50_ms": p50 * np.ones_like(n),
+        "latency_p99_ms": p99 * np.ones_like(n), "wasted_fraction": wasted, "stale_fraction": stale,
+        "missed_fraction": missed})
+
+
+def simulate(calibration: Calibration, method: str, clients: int = 1_000_000, *, poll_interval_s: float = 1.0,
+             update_rate_per_s: float | None = None, updates: int = 20, limits: ServerLimits = ServerLimits(),
+             seed: int = 1) -> dict:
+    """Monte Carlo over every client (numpy, vectorised): delay p50/p99/mean, stale and missed shares.
+
+    Updates come at random moments (rate λ); each poller has its own random phase,
+    each pushed client its own place in its server's fan-out. One pass per update
+    over all clients: memory stays at a few arrays of ``clients`` floats.
+    """
+    method = _check_method(method, calibration)
+    n = _checks.count(clients, "clients", minimum=1, maximum=50_000_000)
+    updates = _checks.count(updates, "updates", minimum=2, maximum=10_000)
+    rate = calibration.update_rate_per_s if update_rate_per_s is None else update_rate_per_s
+    row = predict(calibration, method, [n], poll_interval_s=poll_interval_s, update_rate_per_s=rate,
+                  limits=limits).iloc[0]
+    rng = np.random.default_rng(seed)
+    times_s = np.cumsum(rng.exponential(1 / rate, updates + 1))
+    delays = np.empty((updates, n), dtype=np.float32)
+    stale_s = np.zeros(n)
+    missed = np.zeros(n)
+    if method == "rest-poll":
+        phase = rng.uniform(0, poll_interval_s, n)
+        response_s = (row["latency_mean_ms"] - poll_interval_s * 1000 / 2) / 1000
+        for k in range(updates):
+            next_poll = phase + poll_interval_s * np.ceil((times_s[k] - phase) / poll_interval_s)
+            learned = next_poll + response_s
+            delays[k] = learned - times_s[k]
+            stale_s += np.minimum(learned, times_s[k + 1]) - times_s[k]
+            missed += next_poll > times_s[k + 1]             # overwritten before the client asked
+    else:
+        d0, per_client = calibration.push_delay_ms[method]
+        spread_s = 2 * (row["latency_mean_ms"] - d0) / 1000
+        for k in range(updates):
+            delays[k] = d0 / 1000 + rng.uniform(0, spread_s, n)
+            stale_s += np.minimum(delays[k], times_s[k + 1] - times_s[k])
+    ms = delays.ravel() * 1000
+    return {"method": method, "clients": n, "servers": float(row["servers"]), "latency_mean_ms": float(ms.mean()),
+            "latency_p50_ms": float(np.percentile(ms, 50)), "latency_p99_ms": float(np.percentile(ms, 99)),
+            "stale_fraction": float(stale_s.sum() / (n * (times_s[updates] - times_s[0]))),
+            "missed_fraction": float(missed.sum() / (n * updates))}
+
+
+def agreement(result, calibration: Calibration | None = None) -> pd.DataFrame:
+    """Measured vs predicted (one server, each step's own update rate) for every measured step.
+
+    Relative errors ``(predicted - measured) / measured`` of server CPU, requests/s (where
+    any were made) and mean delay; the run's own calibration unless one is given.
+    """
+    cal = calibrate(result) if calibration is None else calibration
+    rows = []
+    for _, m in result.measured().iterrows():
+        interval = m["poll_interval_s"] if m["method"] == "rest-poll" else 1.0
+        p = predict(cal, m["method"], [m["clients"]], poll_interval_s=interval,
+                    update_rate_per_s=m["updates_per_s"], one_server=True).iloc[0]
+        row = {"method": m["method"], "poll_interval_s": m["poll_interval_s"], "clients": m["clients"]}
+        for col in ("server_cpu_per_s", "requests_per_s", "latency_mean_ms"):
+            row[f"measured_{col}"], row[f"predicted_{col}"] = m[col], p[col]
+            row[f"rel_error_{col}"] = (p[col] - m[col]) / m[col] if m[col] > 0 else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def max_rel_error(result, calibration: Calibration | None = None) -> float:
+    """The largest |relative error| of :func:`agreement` (server CPU, requests/s, mean delay)."""
+    table = agreement(result, calibration)
+    errors = table[[c for c in table if c.startswith("rel_error_")]].abs().to_numpy()
+    return float(np.nanmax(errors))
