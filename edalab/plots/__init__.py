@@ -22,6 +22,7 @@ from edalab.plots.topology import chain_outcomes, chain_timeline, scaling_lag, s
 from edalab.plots.broker_outage import (availability_chart, broker_outage_counts,  # 08
                                         broker_outage_timeline, survival_bars)
 from edalab.plots.event_content import bytes_per_update, read_model_lag, rebuild_times, source_down_copies, source_load, stale_window  # 10
+from edalab.plots.scale import agreement_chart, scale_crossover, staleness_chart  # 11
 from edalab.plots.capstone import VERDICT_COLORS, restaurant_costs, restaurant_timeline, verdict_chart  # 12
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     # 08
     "availability_chart", "broker_outage_counts", "broker_outage_timeline", "survival_bars",
     "bytes_per_update", "read_model_lag", "rebuild_times", "source_down_copies", "source_load", "stale_window",  # 10
+    "agreement_chart", "scale_crossover", "staleness_chart",  # 11
     # 12
     "restaurant_costs", "restaurant_timeline", "verdict_chart", "VERDICT_COLORS",
 ]
