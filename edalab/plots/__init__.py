@@ -21,6 +21,7 @@ from edalab.plots.rest_is_right import (call_latency_bars, call_timeline, emit_l
 from edalab.plots.topology import chain_outcomes, chain_timeline, scaling_lag, service_graph_chart  # 07
 from edalab.plots.broker_outage import (availability_chart, broker_outage_counts,  # 08
                                         broker_outage_timeline, survival_bars)
+from edalab.plots.delivery import charges_per_order, delivery_outcomes, queue_vs_log_bars, retry_delays  # 09
 from edalab.plots.event_content import bytes_per_update, read_model_lag, rebuild_times, source_down_copies, source_load, stale_window  # 10
 from edalab.plots.scale import agreement_chart, scale_crossover, staleness_chart  # 11
 from edalab.plots.capstone import VERDICT_COLORS, restaurant_costs, restaurant_timeline, verdict_chart  # 12
@@ -46,6 +47,7 @@ __all__ = [
     "chain_outcomes", "chain_timeline", "scaling_lag", "service_graph_chart",
     # 08
     "availability_chart", "broker_outage_counts", "broker_outage_timeline", "survival_bars",
+    "charges_per_order", "delivery_outcomes", "queue_vs_log_bars", "retry_delays",  # 09
     "bytes_per_update", "read_model_lag", "rebuild_times", "source_down_copies", "source_load", "stale_window",  # 10
     "agreement_chart", "scale_crossover", "staleness_chart",  # 11
     # 12
