@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 
 from edalab._events import new_event
 from edalab.experiments._event_fold import ITEM_ADDED_SCHEMAS, apply_order_event, check_compatibility, new_order
 
 __all__ = ["order_source", "order_api", "notified_consumer", "state_consumer", "history_writer", "rebuilder",
-           "read_model", "COPY_COLUMNS"]
+           "read_model", "FromStep", "COPY_COLUMNS"]
 
 #: one row per event a consumer acted on: when its copy of the order caught up
 COPY_COLUMNS = ["method", "step", "order_id", "version", "version_seen", "updated_ns", "applied_ns", "bytes",
@@ -37,13 +38,42 @@ REBUILD_COLUMNS = ["method", "events", "events_read", "repeat", "ms", "state"]
 READ_MODEL_COLUMNS = ["order_id", "schema_version", "produced_ns", "applied_ns", "ok", "error"]
 
 
-def order_source(ctx, redis_url: str, prefix: str, thin_spec, fat_spec, updates: list[dict], rate_per_s: float,
-                 step_s: float) -> None:
-    """Role: apply ``updates`` (one order dict each) at ``rate_per_s``; per update one write, two events.
+@dataclass(frozen=True)
+class FromStep:
+    """A subscription that begins at step ``first_step`` of the run: the subscriber it opens
+    passes on only events whose payload ``step`` is at least that (notebook 10).
+
+    Every subscriber process starts with the run and joins its group before the gate, so
+    no process start or group join falls inside a step; the one that stands for "the
+    second subscriber, added in step 1" hands its body nothing from step 0.
+    """
+
+    spec: object
+    first_step: int
+
+    def subscriber(self, group=None):
+        return _FromStepSubscriber(self.spec.subscriber(group), self.first_step)
+
+
+class _FromStepSubscriber:
+    def __init__(self, inner, first_step: int) -> None:
+        self.inner, self.first_step = inner, first_step
+
+    def receive(self, timeout_s: float) -> list:
+        return [d for d in self.inner.receive(timeout_s) if d.event.payload.get("step", 0) >= self.first_step]
+
+    def __getattr__(self, name):  # wait_ready, commit, close, counters: the real subscriber's
+        return getattr(self.inner, name)
+
+
+def order_source(ctx, redis_url: str, prefix: str, thin_spec, fat_spec, updates: list[dict],
+                 schedule_s: list[float], steps: list[int]) -> None:
+    """Role: apply ``updates`` (one order dict each) at ``schedule_s`` (seconds after the gate); per
+    update one database write and two events.
 
     The database write comes first and stamps ``updated_ns``: from then on the source
     has the new order, and a consumer's copy is stale until it has it too. Each event's
-    payload carries ``step`` (which phase of the run it belongs to: ``seq * step_s``).
+    payload carries its ``step`` (which phase of the run it belongs to) from ``steps``.
     """
     import redis
 
@@ -51,10 +81,9 @@ def order_source(ctx, redis_url: str, prefix: str, thin_spec, fat_spec, updates:
     thin, fat = thin_spec.publisher(), fat_spec.publisher()
     published = ctx.recorder.table_writer(ctx.name, "published", PUBLISHED_COLUMNS)
     try:
-        schedule_s = [i / rate_per_s for i in range(len(updates))]
         for seq in ctx.on_schedule(schedule_s):
             order = dict(updates[seq])
-            step = int(schedule_s[seq] // step_s)
+            step = steps[seq]
             updated_ns = time.time_ns()
             order["updated_ns"] = updated_ns
             db.set(f"{prefix}:{order['order_id']}", json.dumps(order))

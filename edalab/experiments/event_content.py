@@ -9,8 +9,10 @@ its own process (:class:`edalab.Scenario`), on a Kafka topic per design:
 * **state-transfer** (event-carried state transfer): the event carries the whole order;
   each subscriber keeps its own copy and calls nobody.
 
-The run goes in steps with 1, 2, 4 ... subscribers of each kind (a subscriber joins a
-step early, from the newest event on), measuring the callbacks, the requests per second
+The run goes in steps with 1, 2, 4 ... subscribers of each kind (every subscriber
+process starts with the run; one added in a later step gets the events from that step
+on: :class:`~edalab.experiments._event_roles.FromStep`; each step ends with a short
+pause, so its callbacks are answered before the next begins), measuring the callbacks, the requests per second
 and the CPU they cost the source, the bytes per update and how long a subscriber's copy
 lags the source (the stale-data window). In a last step the REST API is killed while
 the service goes on publishing: callbacks fail, the state-transfer copies stay current.
@@ -30,7 +32,7 @@ import pandas as pd
 from edalab import _checks
 from edalab._config import quick_mode
 from edalab._errors import ConfigError
-from edalab.experiments._event_roles import notified_consumer, order_api, order_source, state_consumer
+from edalab.experiments._event_roles import FromStep, notified_consumer, order_api, order_source, state_consumer
 from edalab.experiments._result import MethodRows
 from edalab.harness import Scenario
 
@@ -39,6 +41,7 @@ __all__ = ["METHODS", "notification_vs_state", "EventContentResult", "order_upda
 #: the two designs compared (the ``method`` column)
 METHODS = ("event-notification", "state-transfer")
 STATUSES = ("placed", "cooking", "ready", "served")
+_QUIET_S = 0.4   # the pause at the end of each step (seconds)
 
 
 def order_updates(count: int) -> list[dict]:
@@ -116,7 +119,8 @@ def _validate(counts, rate_per_s, step_s, quick):
     step_s = _checks.number((2.0 if quick else 4.0) if step_s is None else step_s, "step_s", unit="seconds",
                             positive=True, sensible=(1, 30))
     if step_s < 1.0:
-        raise ConfigError(f"step_s must be at least 1 second (a subscriber joins a step early), not {step_s:g}.")
+        raise ConfigError(f"step_s must be at least 1 second (each step ends with a pause of {_QUIET_S:g} s), "
+                          f"not {step_s:g}.")
     return counts, rate_per_s, step_s
 
 
@@ -146,31 +150,31 @@ def notification_vs_state(lab, *, subscriber_counts: Sequence[int] | None = None
         raise ConfigError(f"consumer must be a role body consumer(ctx, spec, api_url, group), "
                           f"not {type(consumer).__name__}.")
     steps = [*counts, counts[-1]]                       # the last step: the API is down
-    updates = order_updates(int(rate_per_s * step_s * len(steps)))
-    if len(updates) < rate_per_s * step_s * len(steps):
-        raise ConfigError(f"data/orders.csv has {len(updates)} order updates: lower rate_per_s or step_s.")
+    # Each step ends with a pause of _QUIET_S, so its last callbacks are answered before
+    # the next step's subscribers join or the API is killed.
+    per_step = int(rate_per_s * (step_s - _QUIET_S))
+    schedule_s = [k * step_s + i / rate_per_s for k in range(len(steps)) for i in range(per_step)]
+    updates = order_updates(len(schedule_s))
+    if len(updates) < len(schedule_s):
+        raise ConfigError(f"data/orders.csv has {len(updates)} order updates and this run needs "
+                          f"{len(schedule_s)}: lower rate_per_s or step_s.")
     tag = uuid.uuid4().hex[:8]
-    thin = lab.transport("kafka", partitions=1, auto_offset_reset="latest")
-    fat = lab.transport("kafka", partitions=1, auto_offset_reset="latest")
+    thin, fat = lab.transport("kafka", partitions=1), lab.transport("kafka", partitions=1)
     api_url = f"http://127.0.0.1:{free_port()}"
     sc = Scenario("event-content", run_dir=run_dir)
     sc.add("orders-api", order_api, kwargs=dict(port=int(api_url.rsplit(":", 1)[1]), redis_url=lab.redis_url,
                                                 prefix=f"orders-{tag}"))
     sc.add("orders", order_source, kwargs=dict(redis_url=lab.redis_url, prefix=f"orders-{tag}", thin_spec=thin,
-                                               fat_spec=fat, updates=updates, rate_per_s=rate_per_s,
-                                               step_s=step_s))
-    joins = []
+                                               fat_spec=fat, updates=updates, schedule_s=schedule_s,
+                                               steps=[k for k in range(len(steps)) for _ in range(per_step)]))
     for i in range(1, counts[-1] + 1):
-        k = next(k for k, n in enumerate(counts) if n >= i)
-        for kind, body, kwargs in (("notified", consumer, dict(spec=thin, api_url=api_url, group=f"n{i}-{tag}")),
-                                   ("state", state_consumer, dict(spec=fat, group=f"s{i}-{tag}"))):
-            sc.add(f"{kind}-{i}", body, kwargs=kwargs, start=k == 0, ready_timeout_s=40.0)
-            if k:
-                joins.append((max(0.0, k * step_s - min(1.5, 0.75 * step_s)), f"{kind}-{i}"))
+        first = next(k for k, n in enumerate(counts) if n >= i)   # the step subscriber i is added in
+        sc.add(f"notified-{i}", consumer, ready_timeout_s=40.0,
+               kwargs=dict(spec=FromStep(thin, first), api_url=api_url, group=f"n{i}-{tag}"))
+        sc.add(f"state-{i}", state_consumer, ready_timeout_s=40.0,
+               kwargs=dict(spec=FromStep(fat, first), group=f"s{i}-{tag}"))
     down_at_s = (len(steps) - 1) * step_s
     with sc.run(progress="subscribers growing" if progress else False) as run:
-        for at_s, name in joins:
-            run.at(at_s).start(name)
         run.at(down_at_s).kill("orders-api")
         run.wait_finished("orders", timeout_s=len(steps) * step_s + 60)
         run.sleep(1.0)                                   # the last events reach every subscriber
