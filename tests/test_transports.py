@@ -514,7 +514,7 @@ def test_pubsub_replayer_says_why_not(lab):
 
 
 def test_lab_transport_opens_every_name_with_options(lab):
-    assert set(TRANSPORTS) == {"kafka", "redis-stream", "redis-pubsub"}
+    assert set(TRANSPORTS) == {"kafka", "redis-stream", "redis-pubsub", "nats-queue"}
     kafka = lab.transport("kafka", partitions=3, max_poll_records=50, commit_each_receive=False)
     assert isinstance(kafka, KafkaSpec) and kafka.max_poll_records == 50
     assert not kafka.commit_each_receive

@@ -1,4 +1,4 @@
-"""Sending and receiving events over Kafka, Redis and HTTP behind one interface.
+"""Sending and receiving events over Kafka, Redis, NATS JetStream and HTTP behind one interface.
 
 Every transport has a :class:`Publisher` and a :class:`Subscriber`, opened from a
 :class:`TransportSpec`; ``spec.capabilities`` (:class:`Capabilities`) says what it
@@ -17,13 +17,14 @@ from importlib import import_module
 from edalab.transports._base import Capabilities, Counters, Delivery, Publisher, Subscriber, TransportSpec
 
 __all__ = ["Capabilities", "Counters", "Delivery", "Publisher", "Subscriber", "TransportSpec",
-           "KafkaSpec", "RedisPubSubSpec", "RedisStreamSpec", "EventServiceSpec", "TRANSPORTS",
+           "KafkaSpec", "RedisPubSubSpec", "RedisStreamSpec", "NatsQueueSpec", "EventServiceSpec", "TRANSPORTS",
            "describe_transports"]
 
 # The specs load on first use: every role process imports this package (through the
 # recorder), and a Redis consumer should not pay for importing kafka-python and uvicorn.
 _LAZY = {"KafkaSpec": "edalab.transports.kafka", "RedisStreamSpec": "edalab.transports.redis",
-         "RedisPubSubSpec": "edalab.transports.redis", "EventServiceSpec": "edalab.transports.http"}
+         "RedisPubSubSpec": "edalab.transports.redis", "NatsQueueSpec": "edalab.transports.nats",
+         "EventServiceSpec": "edalab.transports.http"}
 
 
 def __getattr__(name: str):
@@ -31,7 +32,7 @@ def __getattr__(name: str):
         return getattr(import_module(_LAZY[name]), name)
     if name == "TRANSPORTS":
         #: The transports ``Lab.transport(name)`` opens, by name (= the spec's ``kind``).
-        specs = [__getattr__(n) for n in ("KafkaSpec", "RedisStreamSpec", "RedisPubSubSpec")]
+        specs = [__getattr__(n) for n in ("KafkaSpec", "RedisStreamSpec", "RedisPubSubSpec", "NatsQueueSpec")]
         return {spec.kind: spec for spec in specs}
     raise AttributeError(f"module 'edalab.transports' has no attribute {name!r}")
 
