@@ -36,7 +36,7 @@ _WHERE = {
     "what_survives": "_survival", "SurvivalResult": "_survival",
     "replication_availability": "_availability", "chain_availability": "_availability",
     "replicated_cluster": "_availability",
-    "delivery_guarantees": "delivery", "DeliveryResult": "delivery", "retry_strategies": "dead_letters", "RetryResult": "dead_letters",  # 09
+    "delivery_guarantees": "delivery", "DeliveryResult": "delivery", "retry_strategies": "dead_letters", "RetryResult": "dead_letters", "queue_vs_log": "_delivery_queue", "QueueLogResult": "_delivery_queue",  # 09
     # 10
     "notification_vs_state": "event_content", "EventContentResult": "event_content", "rebuild_by_replay": "_event_sourcing", "RebuildResult": "_event_sourcing", "check_compatibility": "_event_fold", "ITEM_ADDED_SCHEMAS": "_event_fold", "apply_order_event": "_event_fold", "read_item_added_v1": "_event_fold",
     "many_clients_sweep": "many_clients", "ManyClientsResult": "_scale_analysis", "SCALE_METHODS": "many_clients",  # 11

@@ -1,0 +1,249 @@
+"""Queue vs log on real servers: NATS JetStream's work queue against Kafka (notebook 09).
+
+The same orders go to a JetStream work queue (``lab.transport("nats-queue")``: a
+message is gone once acked, each message acked, nak'ed or left to time out on its
+own) and to a Kafka topic with two partitions (a retained log: a group keeps a
+position per partition). Two competing workers of one group read each; a few
+orders are poison. Mid-stream one worker is SIGKILLed. Afterwards a *new* group tries
+to read the same orders.
+
+* :func:`queue_worker`: ack each order when done; ``nak`` a poison order, which
+  JetStream delivers again (to any worker) and, after ``max_deliver`` deliveries,
+  gives up on (a dead letter, ``spec.dead_letters()``). What the killed worker held
+  unacked comes back to the other after ``ack_wait_s``.
+* :func:`log_worker`: handle events in partition order, send a poison one to a
+  dead-letter topic of its own (a log cannot skip one message: its position is one
+  number per partition), commit the position after each batch. The killed worker's
+  partition moves to the other after the group notices (session timeout), which
+  starts at the last committed position.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edalab import _checks
+from edalab._config import quick_mode
+from edalab._errors import ConfigError, EdalabError
+from edalab._lazy import lazy_module
+from edalab.harness import Scenario
+from edalab.workloads import steady
+
+pd = lazy_module("pandas")
+
+__all__ = ["QUEUE_METHODS", "QueueLogResult", "queue_vs_log", "queue_worker", "log_worker", "poison_producer"]
+
+#: what :func:`queue_vs_log` compares, in the ``method`` column
+QUEUE_METHODS = ("nats-queue", "kafka")
+
+
+def queue_worker(ctx, spec, group="kitchen", work_ms=10.0):
+    """Handle each message: ack it when done (it leaves the queue); nak a poison one
+    (delivered again, to any worker, until JetStream gives up after max_deliver)."""
+    subscriber = spec.subscriber(group)
+    handled = ctx.recorder.consumer_trace(ctx.name, group)
+    ctx.ready()
+    while not ctx.stopping:
+        for delivery in subscriber.receive(0.1):
+            time.sleep(work_ms / 1000)                   # the work
+            if delivery.event.payload.get("poison"):
+                ctx.note("nak", event_id=delivery.event.id, seq=delivery.event.seq,
+                         delivery=subscriber.delivery_count(delivery))
+                subscriber.nak(delivery)                 # failed: again later
+                continue
+            handled.record(delivery._replace(received_at_ns=time.time_ns()))
+            subscriber.ack(delivery)                     # done: JetStream deletes it
+    subscriber.close()
+
+
+def log_worker(ctx, spec, dead_spec, group="kitchen", work_ms=10.0):
+    """Handle each event in partition order; a poison one goes to a dead-letter topic;
+    commit the position after each batch."""
+    subscriber = spec.subscriber(group)
+    dead = dead_spec.publisher()
+    handled = ctx.recorder.consumer_trace(ctx.name, group)
+    subscriber.wait_ready(timeout_s=30)
+    ctx.ready()
+    while not ctx.stopping:
+        batch = subscriber.receive(0.1)
+        for delivery in batch:
+            time.sleep(work_ms / 1000)
+            if delivery.event.payload.get("poison"):
+                dead.publish(delivery.event)             # park it; the position moves on
+                ctx.note("dead-lettered", event_id=delivery.event.id, seq=delivery.event.seq)
+                continue
+            handled.record(delivery._replace(received_at_ns=time.time_ns()))
+        if batch:
+            dead.flush()
+            subscriber.commit()                          # one position per partition
+    dead.close()
+    subscriber.close()
+
+
+def poison_producer(ctx, spec, schedule_s, poison_seqs, keys=8):
+    """Publish an order at each time of ``schedule_s``; those in ``poison_seqs`` are poison."""
+    from edalab._events import new_event
+
+    publisher = spec.publisher()
+    trace = ctx.recorder.producer_trace(ctx.name)
+    try:
+        for seq in ctx.on_schedule(schedule_s):
+            event = new_event("order.placed", f"order-{seq % keys}",
+                              {"order": seq, "poison": seq in poison_seqs}, producer=ctx.name, seq=seq)
+            publisher.publish(event)
+            trace.record(event)
+        publisher.flush()
+    finally:
+        publisher.close()
+        trace.close()
+
+
+@dataclass
+class QueueLogResult:
+    """What :func:`queue_vs_log` measured.
+
+    Attributes:
+        summary: one row per ``method``: ``produced``, ``poison``, ``delivered``
+            (good orders handled), ``redelivered`` (handled more than once),
+            ``latency_p50_ms``, ``latency_max_ms``, ``out_of_order`` (orders handled
+            after a later order of the same key), ``dead_lettered``,
+            ``read_by_new_group`` (orders a brand-new reader found afterwards) and
+            ``left_in_broker`` (messages still stored after the run).
+        new_group: per method, what happened when a second group tried to read.
+        params: the checked parameters, with ``run_dir``.
+    """
+
+    summary: pd.DataFrame
+    new_group: dict[str, str]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def row(self, method: str) -> dict:
+        rows = self.summary[self.summary["method"] == method]
+        if not len(rows):
+            raise ConfigError(f"No method {method!r} in this result; it has {list(self.summary['method'])}.")
+        return rows.iloc[0].to_dict()
+
+    def table(self) -> pd.DataFrame:
+        return self.summary.set_index("method").round({"latency_p50_ms": 0, "latency_max_ms": 0})
+
+
+def queue_vs_log(lab, *, methods: Sequence[str] = QUEUE_METHODS, events: int | None = None,
+                 rate_per_s: float = 60.0, work_ms: float = 10.0, ack_wait_s: float = 1.0,
+                 max_deliver: int = 3, kill_at_s: float | None = None, quick: bool | None = None,
+                 run_dir: str | Path | None = None, progress: bool = True) -> QueueLogResult:
+    """Two competing workers per method, poison orders, one worker SIGKILLed; then a new group.
+
+    Args:
+        lab: from :func:`edalab.start` (with its NATS server).
+        methods: a list of :data:`QUEUE_METHODS`.
+        events: orders per method (default 300, quick 120); every 30th from the 20th is poison.
+        rate_per_s: orders per second (steady).
+        work_ms: a worker's time per order (ms).
+        ack_wait_s: JetStream redelivers a message not acked within this time.
+        max_deliver: JetStream's deliveries per message before it gives up.
+        kill_at_s: when worker ``a`` is SIGKILLed (seconds after the gate; default: a
+            third into the orders).
+        quick: the short CI version (default ``$EDALAB_QUICK``).
+        run_dir: keep the traces here instead of the runs folder.
+        progress: show a progress bar.
+    """
+    quick = quick_mode(quick)
+    methods = tuple(_checks.choices(methods, "methods", QUEUE_METHODS))
+    events = _checks.count((120 if quick else 300) if events is None else events, "events", minimum=30,
+                           sensible_max=5000, what=" orders")
+    rate_per_s = _checks.number(rate_per_s, "rate_per_s", unit="orders per second", positive=True,
+                                sensible=(5, 150))
+    work_ms = _checks.number(work_ms, "work_ms", unit="ms", positive=True, sensible=(1, 100))
+    ack_wait_s = _checks.number(ack_wait_s, "ack_wait_s", unit="seconds", positive=True, sensible=(0.2, 30))
+    max_deliver = _checks.count(max_deliver, "max_deliver", minimum=2, maximum=20, what=" deliveries")
+    duration_s = events / rate_per_s
+    kill_at_s = _checks.number(duration_s / 3 if kill_at_s is None else kill_at_s, "kill_at_s",
+                               unit="seconds", positive=True, sensible=(0.2, 60))
+    if len(set(methods)) < len(methods):
+        raise ConfigError(f"methods must not repeat a name (got {list(methods)}).")
+    if kill_at_s >= duration_s:
+        raise ConfigError(f"kill_at_s={kill_at_s:g} s must fall while orders flow (they last {duration_s:g} s).")
+    if 1000 / work_ms <= rate_per_s:
+        raise ConfigError(f"With work_ms={work_ms:g} one worker handles at most {1000 / work_ms:.0f} orders "
+                          f"per second, not more than rate_per_s={rate_per_s:g}: after the kill the other "
+                          f"could never catch up. Lower work_ms or rate_per_s.")
+    p = dict(methods=methods, events=events, rate_per_s=rate_per_s, work_ms=work_ms, ack_wait_s=ack_wait_s,
+             max_deliver=max_deliver, kill_at_s=kill_at_s, quick=quick)
+    poison = frozenset(range(20, events, 30))
+    sc = Scenario("queue-vs-log", run_dir=run_dir)
+    p["run_dir"] = str(sc.run_dir)
+    specs, dead_specs = {}, {}
+    # Each worker takes at most 10 messages at a time (RabbitMQ's prefetch); only the workers ack/commit.
+    options = {"nats-queue": dict(ack_wait_s=ack_wait_s, max_deliver=max_deliver, fetch_batch=10),
+               "kafka": dict(partitions=2, commit_each_receive=False, max_poll_records=10)}
+    for method in methods:
+        specs[method] = lab.transport(method, **options[method])
+        # A queue settles each message itself; a log needs a dead-letter topic of its own.
+        body, extra = queue_worker, {}
+        if specs[method].capabilities.replay:
+            dead_specs[method] = lab.transport(method, partitions=1)
+            body, extra = log_worker, {"dead_spec": dead_specs[method]}
+        for member in ("a", "b"):
+            sc.add(f"worker-{method}-{member}", body, kwargs=dict(spec=specs[method], group="kitchen",
+                                                                  work_ms=work_ms, **extra), ready_timeout_s=40.0)
+        sc.add(f"orders-{method}", poison_producer, kwargs=dict(
+            spec=specs[method], schedule_s=steady(rate_per_s, duration_s), poison_seqs=poison))
+    good = events - len(poison)
+    with sc.run(expect_events=good * len(methods), progress="queue vs log" if progress else False) as run:
+        for method in methods:
+            run.at(kill_at_s).kill(f"worker-{method}-a")
+        for method in methods:
+            run.wait_finished(f"orders-{method}", timeout_s=duration_s + 30)
+        for method in methods:
+            run.until_delivered(good, roles=[f"worker-{method}-a", f"worker-{method}-b"], timeout_s=30)
+        run.sleep(max_deliver * 0.2 + 0.5)     # the last naks run out their deliveries
+    summary, new_group = _after(sc, lab, methods, specs, dead_specs, poison)
+    return QueueLogResult(summary, new_group, p)
+
+
+def _after(sc: Scenario, lab, methods, specs: dict, dead_specs: dict, poison: frozenset):
+    """Count from the traces; then ask each broker what is left and let a new group try."""
+    from edalab.experiments._survival import read_all
+
+    produced, received = sc.recorder.produced(), sc.recorder.received()
+    rows, new_group = [], {}
+    for method in methods:
+        sent = produced[produced["role"] == f"orders-{method}"]
+        mine = received[received["role"].str.startswith(f"worker-{method}-")].sort_values("received_at_ns")
+        first = mine.drop_duplicates("event_id")
+        latency_ms = (first["received_at_ns"] - first["produced_at_ns"]) / 1e6
+        spec = specs[method]
+        if spec.capabilities.replay:
+            read_again = len(read_all(spec, 5.0) & set(sent["event_id"]))
+            new_group[method] = (f"a new group read {read_again} of {len(sent)} orders from the beginning: "
+                                 f"the log keeps them (until retention), whoever read them before")
+            dead = len(read_all(dead_specs[method], 5.0))
+            left = read_again
+        else:
+            read_again = 0
+            try:
+                spec.subscriber("audit").close()
+                new_group[method] = "a second group could subscribe"
+            except EdalabError as error:
+                new_group[method] = f"a second group was refused: {error}"
+            dead = len(spec.dead_letters())
+            left = spec.pending()
+        rows.append({"method": method, "produced": len(sent), "poison": len(poison),
+                     "delivered": first["event_id"].nunique(), "redelivered": len(mine) - len(first),
+                     "latency_p50_ms": latency_ms.median(), "latency_max_ms": latency_ms.max(),
+                     "out_of_order": _out_of_order(first), "dead_lettered": dead,
+                     "read_by_new_group": read_again, "left_in_broker": left})
+    return pd.DataFrame(rows), new_group
+
+
+def _out_of_order(first: pd.DataFrame) -> int:
+    """Orders first handled after an order of the same key that was sent later."""
+    late = 0
+    for _key, group in first.groupby("key"):
+        seqs = group["seq"].to_numpy()
+        late += int(sum(seqs[i] > seqs[i + 1:].min() for i in range(len(seqs) - 1)))
+    return late
