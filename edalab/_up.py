@@ -18,6 +18,7 @@ import time
 from edalab._config import state_dir
 from edalab._errors import EdalabError, ServerError
 from edalab._lab import read_up_state
+from edalab._nats_server import NatsServer, find_nats_binary
 from edalab._servers import KafkaServer, RedisServer, find_redis_binary, find_tansu_binary
 
 __all__ = ["up", "down"]
@@ -32,7 +33,7 @@ def up(timeout_s: float = 30.0) -> tuple[dict, bool]:
     state = read_up_state()
     if state:
         return state, False
-    find_tansu_binary(), find_redis_binary()  # a missing binary is said here, not in a log
+    find_tansu_binary(), find_redis_binary(), find_nats_binary()  # a missing binary is said here, not in a log
     folder = state_dir()
     folder.mkdir(parents=True, exist_ok=True)
     _state_path().unlink(missing_ok=True)
@@ -94,14 +95,14 @@ def _supervise() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
     signal.signal(signal.SIGHUP, lambda *_: stopping.append(1))
-    servers = [KafkaServer(log_dir=logs), RedisServer(log_dir=logs)]
+    servers = [KafkaServer(log_dir=logs), RedisServer(log_dir=logs), NatsServer(log_dir=logs)]
     try:
         for server in servers:
             server.start()
-        kafka, redis = servers
+        kafka, redis, nats = servers
         state = {"pid": os.getpid(), "kafka_bootstrap": kafka.bootstrap, "redis_url": redis.url,
-                 "kafka_pid": kafka.pid, "redis_pid": redis.pid, "logs": str(logs),
-                 "started_at": time.time()}
+                 "nats_url": nats.url, "kafka_pid": kafka.pid, "redis_pid": redis.pid, "nats_pid": nats.pid,
+                 "logs": str(logs), "started_at": time.time()}
         tmp = _state_path().with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))
         os.replace(tmp, _state_path())

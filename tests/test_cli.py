@@ -59,6 +59,29 @@ def produce_and_consume_with_librdkafka(bootstrap: str) -> bytes:
     raise AssertionError("librdkafka consumed nothing in 30 s")
 
 
+def jetstream_round_trip_with_nats_py(url: str) -> bytes:
+    """Publish to a fresh JetStream stream and pull it back with nats-py alone (not edalab's transport)."""
+    import asyncio
+
+    import nats
+
+    async def round_trip() -> bytes:
+        nc = await nats.connect(url, connect_timeout=5, allow_reconnect=False)
+        try:
+            js = nc.jetstream(timeout=5)
+            name = f"cli-{uuid.uuid4().hex[:8]}"
+            await js.add_stream(name=name, subjects=[name])
+            await js.publish(name, b"hello from nats-py", timeout=5)
+            sub = await js.pull_subscribe(name, durable="cli-check", stream=name)
+            [msg] = await sub.fetch(1, timeout=5)
+            await msg.ack()
+            return msg.data
+        finally:
+            await nc.close()
+
+    return asyncio.run(asyncio.wait_for(round_trip(), 20))
+
+
 def gone(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
@@ -73,9 +96,11 @@ def test_up_json_serves_independent_clients_and_down_leaves_nothing(tmp_path):
     try:
         assert produce_and_consume_with_librdkafka(state["kafka_bootstrap"]) == b"hello from librdkafka"
         assert ping_with_redis_cli(state["redis_url"]) == "PONG"
+        assert jetstream_round_trip_with_nats_py(state["nats_url"]) == b"hello from nats-py"
         status = run_edalab("status", "--json")
-        assert status.returncode == 0 and json.loads(status.stdout)["health"]["redis_url"] == "answers"
-        server_pids = [json.loads(status.stdout)[k] for k in ("kafka_pid", "redis_pid")]
+        assert status.returncode == 0
+        assert set(json.loads(status.stdout)["health"].values()) == {"answers"}, status.stdout
+        server_pids = [json.loads(status.stdout)[k] for k in ("kafka_pid", "redis_pid", "nats_pid")]
         assert not any(gone(p) for p in server_pids)
     finally:
         down = run_edalab("down")
@@ -92,7 +117,7 @@ def test_up_json_serves_independent_clients_and_down_leaves_nothing(tmp_path):
 def test_supervisor_killed_with_sigkill_takes_its_servers_along():
     state = json.loads(run_edalab("up", "--json").stdout)
     kids = psutil.Process(state["pid"]).children()
-    assert len(kids) == 2
+    assert len(kids) == 3  # Tansu, Valkey, NATS
     psutil.Process(state["pid"]).kill()
     gone, alive = psutil.wait_procs(kids, timeout=5)
     assert not alive
@@ -103,7 +128,8 @@ def test_doctor_lists_binaries_and_plan():
     out = run_edalab("doctor")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "tansu 0.6.0" in out.stdout and "Valkey server" in out.stdout
-    assert "edalab.start() would" in out.stdout
+    assert re.search(r"NATS server: nats-server: v2\.\d+", out.stdout), out.stdout
+    assert "edalab.start() would start the embedded server on 127.0.0.1 and a free port for NATS" in out.stdout
 
 
 def test_errors_are_one_paragraph_not_a_traceback(tmp_path):
@@ -111,6 +137,16 @@ def test_errors_are_one_paragraph_not_a_traceback(tmp_path):
     out = run_edalab("up", env=env)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and "EDALAB_TANSU_BIN" in out.stderr
+    out = run_edalab("up", env={**os.environ, "EDALAB_NATS_SERVER": "/nonexistent/nats-server"})
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and "EDALAB_NATS_SERVER" in out.stderr
+
+
+def test_doctor_says_when_nats_is_missing_and_where_a_nats_elsewhere_is_used():
+    out = run_edalab("doctor", env={**os.environ, "EDALAB_NATS_SERVER": "/nonexistent/nats-server"})
+    assert out.returncode == 1 and "NATS server: MISSING" in out.stdout
+    out = run_edalab("doctor", env={**os.environ, "EDALAB_NATS_URL": "nats://127.0.0.1:4222"})
+    assert "would use nats://127.0.0.1:4222 from EDALAB_NATS_URL for NATS" in out.stdout
 
 
 def edalab_command() -> list[str]:
@@ -157,6 +193,7 @@ def test_lab_takes_jupyter_options_prints_a_working_url_and_leaves_no_process(tm
         descendants = psutil.Process(lab.pid).children(recursive=True)
         names = " ".join(" ".join(p.cmdline()) for p in descendants)
         assert "jupyterlab" in names and "edalab._up" in names and "tansu" in names, names
+        assert "nats-server" in names, names
         assert run_edalab("status").returncode == 0
     finally:
         lab.send_signal(signal.SIGTERM)
