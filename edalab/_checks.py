@@ -26,7 +26,9 @@ class EdalabWarning(UserWarning):
 def count(value: object, name: str, *, minimum: int = 0, maximum: int | None = None,
           sensible_max: int | None = None, what: str = "") -> int:
     """A whole number in ``[minimum, maximum]``; warns above ``sensible_max``."""
-    if isinstance(value, bool) or not isinstance(value, (int, Real)) or int(value) != value:
+    # value != value: NaN (int(NaN) would raise a bare ValueError); inf fails int() too
+    if (isinstance(value, bool) or not isinstance(value, (int, Real)) or value != value
+            or value in (float("inf"), float("-inf")) or int(value) != value):
         raise ConfigError(f"{name} must be a whole number{_of(what)}, not {value!r}.")
     value = int(value)
     _in_range(value, name, minimum, maximum, what)

@@ -14,9 +14,22 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Event", "new_event"]
+from edalab._errors import EdalabError
+
+__all__ = ["Event", "MalformedEvent", "new_event"]
 
 _SEQ = itertools.count()
+#: The envelope's fields and their JSON types; the first three must be present.
+_FIELD_TYPES: dict[str, type] = {"id": str, "type": str, "key": str, "payload": dict,
+                                 "produced_at_ns": int, "producer": str, "seq": int}
+_REQUIRED = ("id", "type", "key")
+
+
+class MalformedEvent(EdalabError, ValueError):
+    """Bytes that are not an edalab envelope (not JSON, a field missing or of the wrong
+    type, an unknown field such as another version's). Subscribers count and skip
+    them (their ``malformed`` attribute) instead of crashing: one bad record must not
+    stop a consumer (issue 12's fuzz tests, tests/test_fuzz.py)."""
 
 
 @dataclass(frozen=True)
@@ -51,8 +64,31 @@ class Event:
 
     @classmethod
     def from_bytes(cls, data: bytes | str) -> "Event":
-        """Parse what :meth:`to_bytes` wrote."""
-        return cls(**json.loads(data))
+        """Parse what :meth:`to_bytes` wrote.
+
+        Raises:
+            MalformedEvent: ``data`` is not an envelope; the message says what is wrong.
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview, str)):
+            raise MalformedEvent(f"an envelope is JSON bytes, not {type(data).__name__}")
+        try:
+            fields = json.loads(bytes(data) if isinstance(data, memoryview) else data)
+        except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, absurd nesting
+            raise MalformedEvent(f"not JSON ({type(exc).__name__}: {str(exc)[:80]})") from None
+        if not isinstance(fields, dict):
+            raise MalformedEvent(f"not a JSON object but a {type(fields).__name__}")
+        unknown = sorted(set(fields) - set(_FIELD_TYPES))
+        if unknown:
+            raise MalformedEvent(f"unknown fields {unknown[:5]} (another envelope version?)")
+        missing = [name for name in _REQUIRED if name not in fields]
+        if missing:
+            raise MalformedEvent(f"fields {missing} are missing")
+        for name, value in fields.items():
+            wanted = _FIELD_TYPES[name]
+            if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
+                raise MalformedEvent(f"field {name!r} must be of type {wanted.__name__}, "
+                                     f"not {type(value).__name__}")
+        return cls(**fields)
 
     def to_dict(self) -> dict[str, Any]:
         """The envelope's fields as a plain dict (the payload is shared, not copied)."""

@@ -391,7 +391,9 @@ def consume(ctx: RoleContext, spec, group: str | None = None, receive_timeout_s:
     commit); after a SIGKILL (``Role.kill``) that is left undone, as in a real crash.
     With ``wait_for_assignment`` the role is ready only once its subscriber will
     really receive (a Kafka group join); pass False for a member that may
-    legitimately get no partition (more members than partitions).
+    legitimately get no partition (more members than partitions). Records that are
+    not edalab events are skipped by the subscriber and their number noted
+    (``ctx.note("malformed skipped", count=...)``) when the role ends.
     """
     subscriber = spec.subscriber(group)
     trace = ctx.recorder.consumer_trace(ctx.name, group)
@@ -418,5 +420,10 @@ def consume(ctx: RoleContext, spec, group: str | None = None, receive_timeout_s:
             except Exception as exc:  # the broker may be gone; then at-least-once applies
                 print(f"commit on stop failed: {exc}", flush=True)
         trace.write_counters(subscriber.counters, received=received)
+        # Envelopes that were not edalab events were skipped by the subscriber; say how
+        # many (not every transport's subscriber counts them: HTTP refuses them at POST).
+        malformed = getattr(subscriber, "malformed", 0)
+        if malformed:
+            ctx.note("malformed skipped", count=malformed)
         subscriber.close()
         trace.close()

@@ -39,7 +39,7 @@ from kafka.metrics.measurable_stat import AbstractMeasurableStat
 from kafka.structs import OffsetAndMetadata
 
 from edalab._errors import ConfigError, KafkaUnavailable
-from edalab._events import Event
+from edalab._events import Event, MalformedEvent
 from edalab.transports._base import (
     Capabilities,
     Delivery,
@@ -390,6 +390,7 @@ class KafkaSubscriber(Subscriber):
         commit_failures: automatic commits the group refused (e.g. during a
             rebalance); they are retried, and events whose commit never succeeds
             are delivered again.
+        malformed: records skipped because they are not edalab events (logged).
     """
 
     def __init__(self, spec: KafkaSpec, group: str | None = None) -> None:
@@ -398,6 +399,8 @@ class KafkaSubscriber(Subscriber):
         self.fan_out = group is None
         self.group = group if group is not None else f"edalab-fanout-{uuid.uuid4().hex[:12]}"
         self.commit_failures = 0
+        #: records skipped because they were not edalab events (MalformedEvent)
+        self.malformed = 0
         self._uncommitted: _Offsets = {}
         # Events polled by wait_ready(), handed out by the next receive().
         self._buffered: list[Delivery] = []
@@ -447,8 +450,17 @@ class KafkaSubscriber(Subscriber):
         offsets = {}
         for tp, batch in records.items():
             for record in batch:
-                deliveries.append(Delivery(Event.from_bytes(record.value), received_at_ns))
-                self.counters.bytes_received += len(record.value)
+                self.counters.bytes_received += len(record.value or b"")
+                try:
+                    event = Event.from_bytes(record.value)
+                except MalformedEvent as exc:
+                    # Skipped, and committed past with the rest of the batch: a poison
+                    # record must not stop the group (tests/test_fuzz.py).
+                    self.malformed += 1
+                    log.warning("Skipped a record that is not an edalab event at %s[%d] offset "
+                                "%d: %s", tp.topic, tp.partition, record.offset, exc)
+                    continue
+                deliveries.append(Delivery(event, received_at_ns))
             if batch:
                 offsets[tp] = OffsetAndMetadata(batch[-1].offset + 1, "", -1)
         self._polls += 1

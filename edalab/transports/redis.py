@@ -25,6 +25,7 @@ after about 100 ms and ``BLOCK 200`` after about 300 ms when no event comes; a
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import select
@@ -36,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from edalab._errors import ConfigError, ExperimentError, RedisUnavailable
-from edalab._events import Event
+from edalab._errors import ConfigError, RedisUnavailable
+from edalab._events import Event, MalformedEvent
 from edalab.transports._base import (
     Capabilities,
     Delivery,
@@ -60,6 +61,8 @@ __all__ = [
     "RedisStreamSubscriber",
 ]
 
+log = logging.getLogger(__name__)
+
 #: Seconds to wait for a TCP connection to Redis.
 CONNECT_TIMEOUT_S = 5.0
 #: Stream entries one XREADGROUP / XAUTOCLAIM returns at most.
@@ -80,7 +83,8 @@ def _check_name(what: str, value: Any) -> None:
 
 
 def _check_positive(what: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    # `not value > 0` also refuses NaN, which compares false with everything
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ConfigError(f"{what} must be a positive number, not {value!r}.")
 
 
@@ -185,11 +189,15 @@ class RedisPubSubSubscriber(Subscriber):
     Counters: ``requests`` is 1, the SUBSCRIBE; events are pushed without further
     requests, and waiting in ``receive()`` reads the open connection, so
     ``empty_responses`` stays 0.
+
+    Attributes:
+        malformed: messages skipped because they are not edalab events (logged).
     """
 
     def __init__(self, spec: RedisPubSubSpec) -> None:
         super().__init__()
         self.spec = spec
+        self.malformed = 0
         self._client = _client(spec.url, spec.request_timeout_s)
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=False)
         with _redis_errors(spec.url):
@@ -220,21 +228,34 @@ class RedisPubSubSubscriber(Subscriber):
         deadline = time.monotonic() + max(0.0, timeout_s)
         with _redis_errors(self.spec.url):
             while not deliveries:
-                message = self._pubsub.get_message(timeout=0.0)  # already buffered?
+                message = self._next_message(0.0)  # already buffered?
                 arrived_ns = None
                 if message is None:
                     remaining_s = deadline - time.monotonic()
                     if remaining_s <= 0 or not self._wait_readable(remaining_s):
                         break
                     arrived_ns = self._now_ns()
-                    message = self._pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
+                    message = self._next_message(max(0.0, deadline - time.monotonic()))
                 self._take(message, deliveries, arrived_ns)
             while True:
-                message = self._pubsub.get_message(timeout=0.0)
+                message = self._next_message(0.0)
                 if message is None:
                     break
                 self._take(message, deliveries)
         return deliveries
+
+    def _next_message(self, wait_s: float) -> dict | None:
+        """The next message if its first bytes arrive within ``wait_s``, read to its end.
+
+        redis-py reads a message with the same timeout it waits with, so
+        ``get_message(timeout=0)`` on a large message still arriving (10 MB) fails
+        half-way and leaves the connection unusable; once bytes are there, the rest
+        gets up to ``request_timeout_s`` (tests/test_fuzz.py).
+        """
+        connection = self._pubsub.connection
+        if connection is None or not connection.can_read(timeout=wait_s):
+            return None
+        return self._pubsub.get_message(timeout=self.spec.request_timeout_s)
 
     def _wait_readable(self, timeout_s: float) -> bool:
         """Block until the subscription's socket has bytes (True) or ``timeout_s`` passed."""
@@ -251,8 +272,15 @@ class RedisPubSubSubscriber(Subscriber):
         data = message["data"]
         # Before parsing: the delay is the transport's, not JSON's (nor redis-py's).
         received_at_ns = arrived_ns or self._now_ns()
-        deliveries.append(Delivery(Event.from_bytes(data), received_at_ns))
         self.counters.bytes_received += len(data)
+        try:
+            event = Event.from_bytes(data)
+        except MalformedEvent as exc:  # skipped: one bad message must not stop a subscriber
+            self.malformed += 1
+            log.warning("Skipped a message on channel %r that is not an edalab event: %s",
+                        self.spec.channel, exc)
+            return
+        deliveries.append(Delivery(event, received_at_ns))
 
     def close(self) -> None:
         """Unsubscribe (by disconnecting) and release the connection."""
@@ -402,6 +430,8 @@ class RedisStreamSubscriber(Subscriber):
         self.fan_out = group is None
         self.group = group if group is not None else f"{group_prefix}-{uuid.uuid4().hex[:12]}"
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        #: entries skipped because they are not edalab events (logged, acknowledged)
+        self.malformed = 0
         self._unacked: list[bytes] = []
         # The socket must outwait the longest BLOCK, or redis-py reports a timeout.
         self._client = _client(spec.url, spec.max_block_ms / 1000 + spec.request_timeout_s)
@@ -447,14 +477,21 @@ class RedisStreamSubscriber(Subscriber):
             if fields is None:  # deleted (trimmed) while pending
                 continue
             data = fields.get(EVENT_FIELD)
-            if data is None:
-                raise ExperimentError(
-                    f"Entry {entry_id!r} of stream {self.spec.stream!r} has no 'event' field: "
-                    f"something other than an edalab publisher wrote to it. Use a fresh stream "
-                    f"name.")
-            deliveries.append(Delivery(Event.from_bytes(data), received_at_ns))
-            self.counters.bytes_received += len(data)
+            # Acknowledged with the rest even when skipped, so a poison entry does not stay
+            # pending and come back with every take-over (tests/test_fuzz.py).
             self._unacked.append(entry_id)
+            try:
+                if data is None:
+                    raise MalformedEvent("no 'event' field: something other than an edalab "
+                                         "publisher wrote it")
+                self.counters.bytes_received += len(data)
+                event = Event.from_bytes(data)
+            except MalformedEvent as exc:
+                self.malformed += 1
+                log.warning("Skipped entry %r of stream %r, not an edalab event: %s",
+                            entry_id, self.spec.stream, exc)
+                continue
+            deliveries.append(Delivery(event, received_at_ns))
         return deliveries
 
     def commit(self) -> None:
