@@ -536,7 +536,13 @@ class Recorder:
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # read-only, not a folder, no space: say so, not a deep traceback
+            raise ConfigError(
+                f"The run directory {str(run_dir)!r} cannot be created ({type(exc).__name__}: "
+                f"{exc.strerror or exc}). Pass run_dir= a writable folder, or leave it out to "
+                f"use the default runs folder.") from None
 
     # -- writing (in the role processes)
 
