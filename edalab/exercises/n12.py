@@ -206,14 +206,16 @@ def check_loyalty(lab, my_loyalty: object, *, others: Mapping[str, Callable] | N
                 run.at(kill_at_s + 0.3).start(role)
             run.wait_finished("guest", timeout_s=evening_s + 30)
 
-            def credited() -> bool:
+            def credited(names) -> bool:
                 back = sc.recorder.lifecycle()
                 back = back[back["role"].isin(list(roles.values())) & (back["what"] == "ready")]
                 restarted = (back.groupby("role").size() >= 2).sum() == len(roles)
-                return restarted and all(client.hlen(key) >= len(expected) for key in ledgers.values())
+                return restarted and all(client.hlen(ledgers[n]) >= len(expected) for n in names)
 
-            run.until(credited, timeout_s=30, step_s=0.2)
-            run.sleep(1.0)  # redeliveries still on their way land now
+            # The reference tells when the evening is over; a body that misses orders never gets there.
+            run.until(lambda: credited(["reference"]), timeout_s=30, step_s=0.2)
+            run.until(lambda: credited(ledgers), timeout_s=1.5, step_s=0.1)
+            run.sleep(0.5)  # redeliveries still on their way land now
         judged = {name: judge_ledger(client.hgetall(key), expected) for name, key in ledgers.items()}
     except EdalabError as error:
         return Feedback(False, f"the run did not finish: {error}")

@@ -12,7 +12,11 @@ __all__ = ["restaurant_widget"]
 
 
 def restaurant_widget(lab) -> w.VBox:
-    """Pick how many orders, how fast, when the kitchens die and for how long; press Run (notebook 12)."""
+    """Pick how many orders, how fast, when the kitchens die and for how long; press Run (notebook 12).
+
+    The last run's :class:`~edalab.experiments.RestaurantResult` stays in ``box.result``
+    (None before the first run), for a closer look in the next cell.
+    """
     controls = {
         "orders": w.IntSlider(value=60, min=10, max=120, step=10, description="orders"),
         "speed": w.FloatSlider(value=2.0, min=0.5, max=6.0, step=0.5, description="speed (x)"),
@@ -27,6 +31,7 @@ def restaurant_widget(lab) -> w.VBox:
     def show(result, out):
         import matplotlib.pyplot as plt
 
+        box.result = result
         fig = plt.figure(figsize=(12, 7))
         top = fig.add_subplot(2, 1, 1)
         restaurant_timeline(result, top)
@@ -35,6 +40,8 @@ def restaurant_widget(lab) -> w.VBox:
         show_figure(out, fig)
         out.append_display_data(result.summary)
 
-    return experiment_widget(controls, run, show, describe=lambda orders, speed, kill_at_s, down_s: (
+    box = experiment_widget(controls, run, show, describe=lambda orders, speed, kill_at_s, down_s: (
         f"Running {orders} orders {speed:g}x faster through both restaurants; the kitchens die at "
         f"{kill_at_s:g} s for {down_s:g} s..."))
+    box.result = None
+    return box
