@@ -87,6 +87,9 @@ class _LoopThread:
 
     def run(self, coro, timeout_s: float):
         """Run ``coro`` on the loop; wait at most ``timeout_s`` for it (TimeoutError after)."""
+        if self.loop.is_closed() or not self.thread.is_alive():
+            coro.close()
+            raise ExperimentError("This NATS client is closed: open a new publisher or subscriber.")
         future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(coro, timeout_s), self.loop)
         try:
             return future.result(timeout_s + 1.0)
@@ -173,6 +176,8 @@ class _Client:
                 f"request_timeout_s.") from exc
 
     def close(self) -> None:
+        if self._loop.loop.is_closed():
+            return
         with contextlib.suppress(Exception):
             self.call(self.nc.close(), 5.0)
         self._loop.close()
@@ -357,7 +362,9 @@ class NatsQueueSpec(TransportSpec):
                 info = await js.stream_info(self.dead_stream)
             except NotFoundError:
                 return
-            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            if not info.state.messages:
+                return
+            for seq in range(max(1, info.state.first_seq), info.state.last_seq + 1):
                 try:
                     record = await js.get_msg(self.dead_stream, seq)
                 except NotFoundError:
