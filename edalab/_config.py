@@ -5,8 +5,10 @@ The environment variables (all optional):
 =============================== ==========================================================
 EDALAB_KAFKA_BOOTSTRAP           use a Kafka elsewhere (``host:port[,host:port]``)
 EDALAB_REDIS_URL                 use a Redis elsewhere (``redis://host:port/0``)
+EDALAB_NATS_URL                  use a NATS with JetStream elsewhere (``nats://host:port``)
 EDALAB_TANSU_BIN                 another Tansu binary for the embedded broker
 EDALAB_REDIS_SERVER              another redis-server / valkey-server binary
+EDALAB_NATS_SERVER               another nats-server binary for the embedded message queue
 EDALAB_START_TIMEOUT_S           how long embedded servers may take to answer (20)
 EDALAB_KAFKA_SESSION_TIMEOUT_MS  consumer-group session timeout for servers elsewhere
 EDALAB_KAFKA_HEARTBEAT_MS        consumer heartbeat interval for servers elsewhere

