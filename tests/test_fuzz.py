@@ -31,7 +31,7 @@ from edalab.transports.http import BackgroundServer, HttpPublisher, event_servic
 from conftest import run_edalab
 
 ARRIVE_WITHIN_S = 5.0
-FUZZ = settings(max_examples=12, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=12, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
 
@@ -69,7 +69,7 @@ def malformed_envelopes(draw) -> bytes:
 
 # -- the envelope parser alone ------------------------------------------------------------
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(malformed_envelopes())
 def test_every_malformed_envelope_is_a_malformed_event_error(data):
     with pytest.raises(MalformedEvent):
