@@ -4,7 +4,7 @@ CI has no Docker engine, so the Compose file is never started there. These
 tests parse it with PyYAML and check the settings that decide whether it works
 with edalab: KRaft listeners that fit together, ports published on 127.0.0.1
 only, group settings that accept short consumer sessions, a three-broker
-`cluster` profile with replication, pinned image tags.
+`cluster` profile with replication, NATS with JetStream on, pinned image tags.
 
 Each check is a function that raises AssertionError; the tests at the bottom
 also feed it broken copies of the file to show that it does catch mistakes.
@@ -220,6 +220,28 @@ def check_cluster(compose: dict) -> None:
             f"{name}: quorum voters {vs} must name all three brokers {controllers}")
 
 
+def nats_flags(service: dict) -> list[str]:
+    command = service.get("command") or []
+    return command.split() if isinstance(command, str) else [str(part) for part in command]
+
+
+def check_nats(compose: dict) -> None:
+    """The message queue: the official nats image with JetStream, published on 4222, healthchecked."""
+    services = compose.get("services", {})
+    assert "nats" in services, "service 'nats' missing"
+    svc = services["nats"]
+    assert in_profile(svc, None), "service 'nats' must start without a profile"
+    assert image_name(svc) == "nats", "nats must use the official nats image"
+    flags = nats_flags(svc)
+    assert "-js" in flags or "--jetstream" in flags, f"nats must run with -js (JetStream), command is {flags}"
+    assert any(hp == 4222 and cp == 4222 for _, hp, cp in published_ports(svc)), "nats must be published on 4222"
+    assert all(cp != 8222 for _, _, cp in published_ports(svc)), "nats: the monitoring port stays unpublished"
+    test = " ".join(map(str, svc.get("healthcheck", {}).get("test") or []))
+    assert "healthz" in test and "js-enabled-only" in test, f"nats: healthcheck must ask JetStream's health, got {test!r}"
+    port = next((flags[i + 1] for i, f in enumerate(flags[:-1]) if f in ("-m", "--http_port")), None)
+    assert port and f":{port}/" in test, f"nats: the healthcheck asks a port the server does not monitor on ({flags})"
+
+
 def check_images_pinned(compose: dict) -> None:
     for name, svc in compose["services"].items():
         image = svc.get("image", "")
@@ -230,7 +252,8 @@ def check_images_pinned(compose: dict) -> None:
             f"{name}: image {image!r} must be pinned to a version tag, not {tag!r}")
 
 
-ALL_CHECKS = [check_required_services, check_ports_loopback, check_single_broker, check_cluster, check_images_pinned]
+ALL_CHECKS = [check_required_services, check_ports_loopback, check_single_broker, check_cluster, check_nats,
+              check_images_pinned]
 
 
 # --- tests on the real file ----------------------------------------------------
@@ -260,11 +283,16 @@ def test_images_pinned(compose):
     check_images_pinned(compose)
 
 
+def test_nats_with_jetstream(compose):
+    check_nats(compose)
+
+
 def test_expected_values(compose):
     """The concrete values edalab's docs and lessons rely on."""
     services = compose["services"]
     assert ("127.0.0.1", 9092, 9092) in published_ports(services["kafka"])
     assert ("127.0.0.1", 6379, 6379) in published_ports(services["redis"])
+    assert ("127.0.0.1", 4222, 4222) in published_ports(services["nats"])
     host_ports = sorted(hp for n in ("kafka-1", "kafka-2", "kafka-3") for _, hp, _ in published_ports(services[n]))
     assert host_ports == [29092, 39092, 49092]
 
@@ -300,6 +328,12 @@ BREAKAGES = {
         c["services"]["kafka-1"], "KAFKA_CONTROLLER_QUORUM_VOTERS", "1@kafka-1:9093,2@kafka-2:9093"),
     "latest tag": lambda c: c["services"]["kafka"].update(image="apache/kafka:latest"),
     "no tag": lambda c: c["services"]["redis"].update(image="redis"),
+    "nats missing": lambda c: c["services"].pop("nats"),
+    "nats without JetStream": lambda c: c["services"]["nats"].update(command=["-m", "8222"]),
+    "nats on all interfaces": lambda c: c["services"]["nats"].update(ports=["4222:4222"]),
+    "nats monitoring published": lambda c: c["services"]["nats"]["ports"].append("127.0.0.1:8222:8222"),
+    "nats healthcheck on a port not monitored": lambda c: c["services"]["nats"].update(command=["-js"]),
+    "nats latest": lambda c: c["services"]["nats"].update(image="nats:latest"),
 }
 
 
