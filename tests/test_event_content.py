@@ -138,7 +138,8 @@ def test_the_fold_check_accepts_the_reference_and_refuses_typical_mistakes():
 
 
 @pytest.mark.parametrize("answer, words", [(None, "still None"), ("my_apply", "no quotes"), (42, "not int"),
-                                           (lambda state: state, "raised TypeError")])
+                                           (lambda state: state, "raised TypeError"),
+                                           (lambda state, event: None, "returned None")])
 def test_fold_check_answers_bad_input_with_a_sentence(answer, words):
     feedback = n10.check_apply(answer)
     assert not feedback and words in feedback.message

@@ -8,6 +8,7 @@ rebuilt order with the reference fold's. :func:`check_callback_rate` checks a nu
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 from edalab._events import Event
@@ -68,6 +69,7 @@ def check_apply(apply: object) -> Feedback:
         want = rebuild(events, reference_apply)
         state = new_order()
         for n, event in enumerate(events, 1):
+            before = copy.deepcopy(state)
             try:
                 result = apply(state, event)
             except Exception as exc:  # noqa: BLE001 - the learner's code: say what broke and where
@@ -75,6 +77,9 @@ def check_apply(apply: object) -> Feedback:
                     "item_added", "item_removed", "order_paid") else ""
                 return Feedback(False, f"on {case}, event {n} ({event.type} {event.payload}) raised "
                                        f"{type(exc).__name__}: {exc}.{skip}")
+            if result is None and state == before:
+                return Feedback(False, f"your fold returned None and changed nothing on event {n} ({event.type}): "
+                                       f"return the order after the event, a dict like the state it got.")
             state = state if result is None else result   # a fold that changes the dict in place is fine
         if state != want:
             return Feedback(False, f"on {case}: " + _diagnose(state, want, events))
