@@ -98,7 +98,7 @@ def calibrate(result) -> Calibration:
         if method != "rest-poll":
             n, d = rows["clients"].to_numpy(float), rows["latency_mean_ms"].to_numpy()
             k, d0 = np.polyfit(n, d, 1) if len(set(n)) > 1 else (0.0, float(d.mean()))
-            push[method] = (float(max(d0, 0.0)), float(max(k, 0.0)))
+            push[method] = (float(d0), float(max(k, 0.0)))    # d0 may fit below 0; delays are floored
     # A poll's answer time as the delay shows it (mean delay - interval / 2), averaged over
     # the polling steps: the clients' own timestamps include their process's queueing.
     polls = s[s["method"] == "rest-poll"]
@@ -200,7 +200,8 @@ def predict(calibration: Calibration, method: str, clients, *, poll_interval_s: 
     else:
         d0, per_client = calibration.push_delay_ms[method]
         fan = per_client * n / processes        # each process writes to its clients in turn
-        mean, p50, p99 = d0 + fan, d0 + fan, d0 + 1.98 * fan
+        mean = np.maximum(d0 + fan, 0.1)
+        p50, p99 = mean, mean + 0.98 * fan
         wasted = np.zeros_like(n)
         stale = np.minimum(rate * mean / 1000, 1.0)
         missed = np.zeros_like(n)
@@ -248,7 +249,7 @@ def simulate(calibration: Calibration, method: str, clients: int = 1_000_000, *,
         d0, per_client = calibration.push_delay_ms[method]
         spread_s = 2 * (row["latency_mean_ms"] - d0) / 1000
         for k in range(updates):
-            delays[k] = d0 / 1000 + rng.uniform(0, spread_s, n)
+            delays[k] = max(d0, 0.0) / 1000 + rng.uniform(0, spread_s, n)
             stale_s += np.minimum(delays[k], times_s[k + 1] - times_s[k])
     ms = delays.ravel() * 1000
     return {"method": method, "clients": n, "servers": float(row["servers"]), "latency_mean_ms": float(ms.mean()),
@@ -277,8 +278,11 @@ def agreement(result, calibration: Calibration | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def max_rel_error(result, calibration: Calibration | None = None) -> float:
-    """The largest |relative error| of :func:`agreement` (server CPU, requests/s, mean delay)."""
+def max_rel_error(result, calibration: Calibration | None = None, methods=None) -> float:
+    """The largest |relative error| of :func:`agreement` (server CPU, requests/s, mean delay),
+    over ``methods`` (default all)."""
     table = agreement(result, calibration)
+    if methods is not None:
+        table = table[table["method"].isin(list(methods))]
     errors = table[[c for c in table if c.startswith("rel_error_")]].abs().to_numpy()
     return float(np.nanmax(errors))

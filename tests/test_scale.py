@@ -1,0 +1,79 @@
+"""Notebook 11: the many-clients run on a real HTTP server, the scale model calibrated on it, the exercise."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import pytest
+
+from edalab import scale
+from edalab._checks import EdalabWarning
+from edalab._errors import ConfigError
+from edalab.exercises import n11
+from edalab.experiments.many_clients import many_clients_sweep
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One small sweep (real server, real clients), shared by the checks below."""
+    return many_clients_sweep(clients=[30, 120], methods=["rest-poll", "sse"], poll_intervals_s=[0.1, 0.5],
+                              window_s=1.2, quick=True, progress=False,
+                              run_dir=tmp_path_factory.mktemp("many-clients"))
+
+
+def test_the_run_measures_requests_connections_and_delay(run):
+    m = run.measured()
+    poll, sse = m[m["method"] == "rest-poll"], m[m["method"] == "sse"]
+    ratio = poll["requests_per_s"] / (poll["clients"] / poll["poll_interval_s"])
+    assert ratio.between(0.7, 1.3).all(), ratio
+    assert (sse["open_connections"] >= 0.9 * sse["clients"]).all()
+    assert sse["latency_mean_ms"].max() < poll["latency_mean_ms"].min()
+    assert (m["errors"] == 0).all()
+    assert poll["stale_fraction"].between(0, 1).all()
+
+
+def test_the_model_agrees_with_its_own_run_on_polling(run):
+    calibration = scale.calibrate(run)
+    assert scale.max_rel_error(run, calibration, methods=["rest-poll"]) <= 0.3
+    table = scale.agreement(run, calibration)
+    assert {"rel_error_server_cpu_per_s", "rel_error_requests_per_s", "rel_error_latency_mean_ms"} <= set(table)
+
+
+def test_the_model_scales_to_a_million_clients_fast(run):
+    calibration = scale.calibrate(run)
+    started = time.perf_counter()
+    sim = scale.simulate(calibration, "rest-poll", 1_000_000, poll_interval_s=1.0, update_rate_per_s=10)
+    assert time.perf_counter() - started < 10
+    assert 400 < sim["latency_mean_ms"] < 700            # half the interval plus an answer
+    big = scale.predict(calibration, "rest-poll", [1e3, 1e6], poll_interval_s=1.0)
+    assert big["servers"].iloc[1] > big["servers"].iloc[0]
+    with pytest.raises(ConfigError):
+        scale.predict(calibration, "carrier-pigeon", [10])
+    with pytest.raises(ConfigError):
+        scale.predict(calibration, "sse", [-5])
+
+
+def test_parameters_are_checked_before_anything_starts():
+    with pytest.raises(ConfigError):
+        many_clients_sweep(clients=0)
+    with pytest.raises(ConfigError):
+        many_clients_sweep(methods="sse")
+    with pytest.raises(ConfigError):
+        many_clients_sweep(clients=[10], poll_intervals_s=[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EdalabWarning)
+        with pytest.raises(EdalabWarning):
+            many_clients_sweep(clients=[10], poll_intervals_s=[100.0 / 1000 * 1000])
+
+
+def test_the_exercise_runs_the_learners_choice_through_the_model(run):
+    calibration = scale.calibrate(run)
+    assert n11.check_chooser(n11.reference_choose, calibration)
+    assert not n11.check_chooser(lambda c, b: {"method": "sse"}, calibration)
+    assert not n11.check_chooser(None, calibration)
+    assert not n11.check_chooser(lambda c, b: 1 / 0, calibration)
+    budget = n11.example_budgets(calibration)[0]
+    assert "without quotes" in n11.check_choice(calibration, budget, {"method": "rest-poll", "poll_interval_s": "2"}).message
+    assert not n11.check_choice(calibration, budget, {"method": "rest-poll", "poll_interval_s": -1})
+    assert not n11.check_choice(calibration, budget, "sse")
