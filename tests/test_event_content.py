@@ -16,8 +16,8 @@ from conftest import press_run
 
 @pytest.fixture(scope="module")
 def content(lab, tmp_path_factory):
-    """1 then 2 subscribers of each design, 2 s a step, then the API down (about 10 s)."""
-    return notification_vs_state(lab, subscriber_counts=[1, 2], step_s=2.0, progress=False,
+    """1 then 2 subscribers of each design, 1.5 s a step, then the API down (about 9 s)."""
+    return notification_vs_state(lab, subscriber_counts=[1, 2], step_s=1.5, progress=False,
                                  run_dir=tmp_path_factory.mktemp("content"))
 
 
@@ -161,7 +161,7 @@ def test_widget_runs_the_experiment_once_and_shows_charts_and_errors(lab):
     from edalab.widgets import event_content_widget
 
     box = event_content_widget(lab)
-    box.controls["counts"].value, box.controls["step_s"].value = "1", 1.5
+    box.controls["counts"].value, box.controls["step_s"].value = "1", 1.0
     box.controls["rate_per_s"].value = 10.0
     shown, errors = press_run(box)
     assert "Figure" in shown and "event-notification" in shown and "state-transfer" in shown, shown

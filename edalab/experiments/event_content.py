@@ -177,7 +177,10 @@ def notification_vs_state(lab, *, subscriber_counts: Sequence[int] | None = None
     with sc.run(progress="subscribers growing" if progress else False) as run:
         run.at(down_at_s).kill("orders-api")
         run.wait_finished("orders", timeout_s=len(steps) * step_s + 60)
-        run.sleep(1.0)                                   # the last events reach every subscriber
+        # the subscribers there from the first step get every event; the others end with them
+        run.until_delivered(len(schedule_s), roles=[f"notified-{i}" for i in range(1, counts[0] + 1)]
+                            + [f"state-{i}" for i in range(1, counts[0] + 1)], each=True, timeout_s=20)
+        run.sleep(0.3)
         gate_ns = run.gate_ns
     summary, source, samples = _analyse(sc.recorder, steps, step_s, gate_ns)
     params = dict(subscriber_counts=counts, rate_per_s=rate_per_s, step_s=step_s, quick=quick,
