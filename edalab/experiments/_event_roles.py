@@ -54,6 +54,11 @@ class FromStep:
     def subscriber(self, group=None):
         return _FromStepSubscriber(self.spec.subscriber(group), self.first_step)
 
+    def __getattr__(self, name):  # kind, capabilities, publisher, replayer: the real spec's
+        if name in ("spec", "first_step") or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.spec, name)
+
 
 class _FromStepSubscriber:
     def __init__(self, inner, first_step: int) -> None:
