@@ -300,7 +300,8 @@ def cmd_lab(args) -> int:
 def cmd_run(args) -> int:
     from edalab.experiments import run_cli_experiment
 
-    return run_cli_experiment(args.experiment, out=Path(args.out), quick=args.quick)
+    out = Path(args.out) if args.out else Path("results") / args.experiment
+    return run_cli_experiment(args.experiment, out=out, quick=args.quick, settings=args.set, json_to=args.json)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,10 +322,19 @@ def main(argv: list[str] | None = None) -> int:
                        usage="edalab lab [-h] [--notebooks DIR] [JUPYTERLAB OPTIONS ...]")
     p.add_argument("--notebooks", metavar="DIR", help="the notebooks folder (default: ./notebooks)")
     p.set_defaults(func=cmd_lab)
-    p = sub.add_parser("run", help="run an experiment without Jupyter, write CSV and charts")
-    p.add_argument("experiment", help="e.g. polling-vs-push")
-    p.add_argument("--out", required=True, help="folder for results.csv, summary.csv, *.png")
-    p.add_argument("--quick", action="store_true", help="the short CI version")
+    from edalab.experiments._catalog import help_text
+
+    p = sub.add_parser("run", help="run an experiment without Jupyter, write CSV and charts",
+                       description="Run one experiment on a fresh lab (or edalab up's servers); write a CSV "
+                       "per table and a PNG per chart into --out; print the summary.",
+                       epilog=help_text(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiment", metavar="NAME", help="an experiment from the list below")
+    p.add_argument("--out", metavar="DIR", help="folder for the CSVs and PNGs (default: results/NAME)")
+    p.add_argument("--quick", action="store_true", help="the short CI version (a few seconds)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append",
+                   help="change a setting, e.g. --set events=50 --set methods=kafka,sse (repeatable)")
+    p.add_argument("--json", metavar="FILE", nargs="?", const="-",
+                   help="a JSON summary: on stdout (the report goes to stderr), or into FILE")
     p.set_defaults(func=cmd_run)
     # Known args only: `edalab lab` hands everything it does not know to JupyterLab
     # (a REMAINDER positional cannot start with an option such as --no-browser).

@@ -6,7 +6,6 @@ import time
 import warnings
 
 import httpx
-import pandas as pd
 import pytest
 
 from edalab import ConfigError, Recorder, Role
@@ -16,7 +15,7 @@ from edalab.experiments import polling_vs_push
 from edalab.roles import consume, produce
 from edalab.transports.http import BackgroundServer, EventServiceSpec, event_service_app
 
-from conftest import press_run, run_edalab
+from conftest import press_run
 
 
 def test_polling_delay_follows_the_model_and_push_beats_it(lab, tmp_path):
@@ -182,24 +181,3 @@ def test_a_killed_webhook_receiver_shows_up_as_failed_deliveries(tmp_path):
             time.sleep(0.1)
         assert failed == 3
         assert recorder.summary(groups=["billing"]).loc["billing", "lost"] == 3
-
-
-def test_cli_run_writes_csv_and_charts(tmp_path):
-    out = tmp_path / "pvp"
-    done = run_edalab("run", "polling-vs-push", "--quick", "--out", str(out), timeout=180)
-    assert done.returncode == 0, done.stdout + done.stderr
-    results = pd.read_csv(out / "results.csv")
-    summary = pd.read_csv(out / "summary.csv")
-    assert {"method", "latency_ms", "event_id"} <= set(results.columns)
-    assert {"latency_mean_ms", "requests_per_event", "consumer_cpu_s"} <= set(summary.columns)
-    assert set(summary["method"]) >= {"rest-poll", "kafka", "redis-pubsub", "sse"}
-    assert (summary["lost"] == 0).all(), summary
-    for chart in ("latency_vs_interval", "latency_cdf", "requests_per_event", "cpu_per_role"):
-        png = out / f"{chart}.png"
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
-    assert "polling model max relative error" in done.stdout
-
-
-def test_cli_run_refuses_an_unknown_experiment(tmp_path):
-    done = run_edalab("run", "nonsense", "--out", str(tmp_path))
-    assert done.returncode == 2 and "polling-vs-push" in done.stderr
