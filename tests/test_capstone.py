@@ -1,5 +1,5 @@
 """Notebook 12: the restaurant both ways on real servers, its parameter checks, the loyalty
-exercise on a right and wrong bodies, the verdict chart and the widget."""
+exercise on a right and a wrong body (and the judge on missed orders), the verdict chart and the widget."""
 
 from __future__ import annotations
 
@@ -73,29 +73,13 @@ def test_parameters_are_checked_before_anything_starts(lab):
     assert [r["order_id"] for r in rows] == [1, 2, 3] and rows[0]["amount_eur"] == 37.0  # 2 x salmon
 
 
-def test_the_loyalty_check_accepts_the_reference_and_refuses_double_or_missing_credits(lab):
-    def misses_drinks(ctx, spec, group, redis_url, ledger):
-        import redis
-
-        r = redis.Redis.from_url(redis_url, socket_timeout=5)
-        subscriber = spec.subscriber(group)
-        subscriber.wait_ready(timeout_s=30)
-        ctx.ready()
-        while not ctx.stopping:
-            for delivery in subscriber.receive(0.1):
-                order = delivery.event.payload
-                if not order["item_id"].startswith("B"):
-                    r.hsetnx(ledger, order["order_id"], int(order["amount_eur"]))
-        subscriber.close()
-
-    check = n12.check_loyalty(lab, n12.credits_every_delivery, others={"misses drinks": misses_drinks}, orders=14,
-                              progress=False)
+def test_the_loyalty_check_accepts_the_reference_and_refuses_double_credits(lab):
+    check = n12.check_loyalty(lab, n12.credits_every_delivery, orders=14, progress=False)
     assert check.reference, check.tables["reference"]
     assert not check and "twice" in check.yours.message
     assert not check.others["in-memory dedupe"]
-    assert not check.others["misses drinks"] and "never credited" in check.others["misses drinks"].message
     assert (check.tables["reference"]["times"] == 1).all()
-    assert (check.tables["yours"]["times"] >= 2).any()
+    assert (check.tables["yours"]["times"] >= 2).any()   # Kafka redelivered after the kill
 
 
 def test_loyalty_answers_are_explained_without_a_run(lab):
@@ -105,7 +89,7 @@ def test_loyalty_answers_are_explained_without_a_run(lab):
     expected = {1: 37, 2: 12}
     assert n12.judge_ledger({b"1": b"37", b"2": b"12"}, expected)[0]
     assert "twice" in n12.judge_ledger({b"1": b"74", b"2": b"12"}, expected)[0].message
-    assert "never credited" in n12.judge_ledger({b"1": b"37"}, expected)[0].message
+    assert "never credited" in n12.judge_ledger({b"1": b"37"}, expected)[0].message  # a body that misses one
     assert "euro" in n12.judge_ledger({b"1": b"38", b"2": b"12"}, expected)[0].message
     assert "def loyalty" in n12.solution() and "HSETNX" in n12.hint()
 

@@ -160,7 +160,7 @@ class LoyaltyCheck:
         return self.yours._repr_markdown_()
 
 
-def check_loyalty(lab, my_loyalty: object, *, others: Mapping[str, Callable] | None = None, orders: int = 24,
+def check_loyalty(lab, my_loyalty: object, *, others: Mapping[str, Callable] | None = None, orders: int = 16,
                   speed: float = 3.0, progress: bool = True) -> Feedback | LoyaltyCheck:
     """Run ``my_loyalty`` as a role against the event-driven restaurant; was every order credited once?
 

@@ -140,7 +140,7 @@ def _add_rest_restaurant(sc: Scenario, rows: list[dict], work_ms: float) -> None
                                             timeout_s=10.0, concurrency=_GUEST_CONCURRENCY))
 
 
-def restaurant_both_ways(lab, *, orders: int | None = None, speed: float = 2.0, kill_at_s: float | None = None,
+def restaurant_both_ways(lab, *, orders: int | None = None, speed: float | None = None, kill_at_s: float | None = None,
                          down_s: float = 2.0, work_ms: float = 5.0, quick: bool | None = None,
                          run_dir: str | Path | None = None) -> RestaurantResult:
     """Run the evening's orders through both restaurants; kill both kitchens for a while (notebook 12).
@@ -148,7 +148,8 @@ def restaurant_both_ways(lab, *, orders: int | None = None, speed: float = 2.0, 
     Args:
         lab: from :func:`edalab.start`.
         orders: how many orders of ``data/orders.csv`` (default all 120, quick 32).
-        speed: play the trace this many times faster (placing and cooking alike).
+        speed: play the trace this many times faster, placing and cooking alike
+            (default 2, quick 3).
         kill_at_s: when both kitchens are killed, seconds after the gate (default a
             quarter of the evening in).
         down_s: seconds after the kill when they are started again.
@@ -157,6 +158,7 @@ def restaurant_both_ways(lab, *, orders: int | None = None, speed: float = 2.0, 
         run_dir: keep the traces here (default: a fresh folder under the runs folder).
     """
     quick = quick_mode(quick)
+    speed = (3.0 if quick else 2.0) if speed is None else speed
     rows = evening(32 if quick and orders is None else 120 if orders is None else orders, speed)
     evening_s = rows[-1]["placed_s"]
     kill_at_s = _checks.number(evening_s * 0.25 if kill_at_s is None else kill_at_s, "kill_at_s", unit="seconds",
