@@ -74,9 +74,12 @@ def source_down_copies(result, ax=None):
     down = result.summary[result.summary["phase"] == "source down"]
     x = np.arange(len(down))
     made = (down["copies"] - down["failed"]).to_numpy()
-    ax.bar(x, made, color=[method_color(m) for m in down["method"]], label="copy up to date")
-    ax.bar(x, down["failed"].to_numpy(), bottom=made, color="black", label="callback failed")
+    ax.bar(x, made, color=[method_color(m) for m in down["method"]])
+    ax.bar(x, down["failed"].to_numpy(), bottom=made, color="black", label="callback failed: no copy")
+    for i, (n, failed) in enumerate(zip(made, down["failed"])):
+        ax.annotate(f"{n} up to date, {failed} failed", (i, n + failed), ha="center", va="bottom", fontsize=9)
     ax.set_xticks(x, down["method"])
+    ax.set_ylim(top=1.15 * max(1, float(down["copies"].max())))
     ax.set_ylabel("events handled by all subscribers")
     ax.set_title("The source's API is down")
     legend_outside(ax)
@@ -91,6 +94,9 @@ def rebuild_times(result, ax=None):
         ax.plot(rows["events"], rows["rebuild_p50_ms"], marker="o", lw=2, color=method_color(method),
                 label=method)
     ax.set_xscale("log")
+    sizes = sorted(result.summary["events"].unique())
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.minorticks_off()
     ax.set_xlabel("events in the order's history (log scale)")
     ax.set_ylabel("rebuild time, median (ms)")
     ax.set_ylim(bottom=0)
