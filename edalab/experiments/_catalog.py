@@ -145,6 +145,14 @@ CATALOG: tuple[Experiment, ...] = (
     Experiment("what-survives", "08", "write, SIGKILL the server, restart: what each storage kept",
                "what_survives", quick={"methods": ["tansu-memory", "valkey"], "events": 10},
                charts=("survival_bars",)),
+    # 10
+    Experiment("event-content", "10", "thin events with REST callbacks vs events carrying the order: source load, bytes, stale window, API down",
+               "notification_vs_state", quick={"subscriber_counts": [1, 2], "step_s": 1.0, "rate_per_s": 10},
+               charts=("source_load", "bytes_per_update", "stale_window", "source_down_copies")),
+    # 12
+    Experiment("restaurant", "12", "data/'s restaurant REST-orchestrated vs event-choreographed, the kitchen killed",
+               "restaurant_both_ways", quick={"orders": 12, "kill_at_s": 0.5, "down_s": 0.5},
+               charts=("restaurant_timeline", "restaurant_costs")),
 )
 
 
