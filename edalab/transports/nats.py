@@ -55,6 +55,8 @@ DEFAULT_GROUP = "workers"
 CONNECT_TIMEOUT_S = 5.0
 #: how many recent deliveries a subscriber remembers for :meth:`NatsQueueSubscriber.delivery_count`
 _REMEMBERED = 100_000
+#: seconds without a further message after which a receive() takes its batch as complete
+_BATCH_GAP_S = 0.05
 #: header of a terminated message's copy in the dead-letter stream: its sequence in the queue
 _SEQ_HEADER = "Edalab-Queue-Seq"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -457,6 +459,8 @@ class NatsQueueSubscriber(Subscriber):
         self._unsettled: dict[int, tuple[Delivery, Any]] = {}
         self._recent: OrderedDict[int, tuple[Delivery, Any]] = OrderedDict()
         self._requests = 0
+        #: how JetStream ended the last pull request (e.g. "404 No Messages"), for diagnosis
+        self.last_status: str | None = None
         self._client = _Client(spec.url, spec.request_timeout_s, "subscriber")
         try:
             self._client.call(self._open(), spec.request_timeout_s * 3)
@@ -496,7 +500,13 @@ class NatsQueueSubscriber(Subscriber):
                     f"ack_wait_s={want[0]}, max_deliver={want[1]}, max_ack_pending={want[2]}. Use a fresh "
                     f"topic (lab.transport('nats-queue') with no topic makes one).")
         self._inbox = self._client.nc.new_inbox()
-        self._sub = await self._client.nc.subscribe(f"{self._inbox}.*")
+        # Every answer to our pull requests lands here, stamped when nats-py hands it over.
+        self._arrived: asyncio.Queue = asyncio.Queue()
+
+        async def arrived(msg) -> None:
+            self._arrived.put_nowait((msg, self._now_ns()))
+
+        self._sub = await self._client.nc.subscribe(f"{self._inbox}.*", cb=arrived)
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{self.group}"
 
     def _second_group_error(self, other: str) -> ConfigError:
@@ -519,36 +529,59 @@ class NatsQueueSubscriber(Subscriber):
             for _delivery, msg in self._unsettled.values():
                 await msg.ack()
             self._unsettled.clear()
+        deliveries: list[Delivery] = []
+        # Messages an earlier request brought after we stopped waiting for it come first.
+        while not self._arrived.empty() and len(deliveries) < self.spec.fetch_batch:
+            msg, received_at_ns = self._arrived.get_nowait()
+            if not JetStreamContext.is_status_msg(msg):
+                deliveries.append(self._deliver(msg, received_at_ns))
+        if deliveries:
+            return deliveries
         self._requests += 1
         reply = f"{self._inbox}.{self._requests}"
         request: dict[str, Any] = {"batch": self.spec.fetch_batch, "no_wait": True}
         if timeout_s >= 0.001:
             # no_wait with expires: wait up to expires for a first message, then hand over
-            # what is there and end the request (no pull request lingers after we return).
+            # what is there and end the request with a status (404).
             request["expires"] = int(timeout_s * 1e9)
         await nc.publish(self._next_subject, json.dumps(request).encode(), reply=reply)
         self.counters.requests += 1
-        deadline = time.monotonic() + timeout_s + self.spec.request_timeout_s
-        deliveries: list[Delivery] = []
-        while True:
+        until = time.monotonic() + timeout_s
+        deadline = until + self.spec.request_timeout_s
+        while len(deliveries) < self.spec.fetch_batch:  # a full batch ends the request without a status
+            wait_s = max(0.001, deadline - time.monotonic())
+            if deliveries:
+                # The server ends a request with a status right after the messages it had,
+                # except when max_ack_pending holds the rest back: then the request lingers
+                # until it expires. A pause this long means the batch is over; anything it
+                # still brings waits in self._arrived for the next receive().
+                wait_s = min(wait_s, _BATCH_GAP_S)
             try:
-                msg = await self._sub.next_msg(timeout=max(0.001, deadline - time.monotonic()))
+                msg, received_at_ns = await asyncio.wait_for(self._arrived.get(), wait_s)
             except asyncio.TimeoutError:
                 if deliveries:
                     break
                 raise NatsUnavailable(f"JetStream at {self.spec.url} did not end a pull request within "
                                       f"{self.spec.request_timeout_s:g} s of its expiry.") from None
-            received_at_ns = self._now_ns()
             status = JetStreamContext.is_status_msg(msg)
             if status:
                 if msg.subject != reply:
                     continue  # the end of an earlier request that we stopped waiting for
+                self.last_status = f"{status} {msg.headers.get('Description', '')}".strip()
                 if status == "409" and "Deleted" in str(msg.headers.get("Description", "")):
                     raise ExperimentError(f"Group {self.group!r} of queue {self.spec.topic!r} was deleted.")
                 break  # 404 no (more) messages, 408 expired, 409 limits: the request is over
             deliveries.append(self._deliver(msg, received_at_ns))
-            if len(deliveries) >= self.spec.fetch_batch:
-                break  # a full batch ends the request without a status message
+        # Ended early with nothing (e.g. "408 Requests Pending" while max_ack_pending
+        # holds messages back): wait out timeout_s for what an earlier request still brings,
+        # rather than return at once and make the caller's loop spin.
+        while not deliveries and time.monotonic() < until:
+            try:
+                msg, received_at_ns = await asyncio.wait_for(self._arrived.get(), until - time.monotonic())
+            except asyncio.TimeoutError:
+                break
+            if not JetStreamContext.is_status_msg(msg):
+                deliveries.append(self._deliver(msg, received_at_ns))
         self.counters.empty_responses += not deliveries
         return deliveries
 
