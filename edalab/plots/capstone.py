@@ -40,7 +40,9 @@ def restaurant_timeline(result, ax=None):
 
 
 def restaurant_costs(result, axs=None):
-    """Two panels: requests per order (calls waited for, Kafka fetches) and CPU per service."""
+    """Two panels: requests per order (calls waited for, Kafka fetches) and CPU per service.
+
+    Draws into the two Axes ``axs`` (default: a new figure); returns the Figure."""
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -65,7 +67,7 @@ def restaurant_costs(result, axs=None):
     right.set_ylabel("CPU seconds")
     right.set_title("CPU per service over the evening")
     left.legend(fontsize=8)
-    return axs
+    return left.figure
 
 
 def verdict_chart(table, ax=None):
