@@ -153,10 +153,6 @@ CATALOG: tuple[Experiment, ...] = (
     Experiment("restaurant", "12", "data/'s restaurant REST-orchestrated vs event-choreographed, the kitchen killed",
                "restaurant_both_ways", quick={"orders": 12, "kill_at_s": 0.5, "down_s": 0.5},
                charts=("restaurant_timeline", "restaurant_costs")),
-    # 12
-    Experiment("restaurant", "12", "data/'s restaurant REST-orchestrated vs event-choreographed, the kitchen killed",
-               "restaurant_both_ways", quick={"orders": 12, "kill_at_s": 0.5, "down_s": 0.5},
-               charts=("restaurant_timeline", "restaurant_costs")),
 )
 
 
