@@ -530,13 +530,30 @@ class KafkaSubscriber(Subscriber):
         """Commit the offsets after every event returned so far (a synchronous request).
 
         Does nothing on a replayer (:meth:`KafkaSpec.replayer`): it has no group
-        position to keep. :meth:`take_over_pending` is not needed on Kafka: a group
+        position to keep. A commit the group refuses because this member was dropped
+        (paused past its session) is counted in ``commit_failures``, not raised: the
+        events go to the partitions' new owner. Raises KafkaUnavailable if the broker
+        does not answer. :meth:`take_over_pending` is not needed on Kafka: a group
         member starts from the group's committed offset by itself.
         """
         if self._manual or not self._uncommitted:
             return
         offsets = dict(self._uncommitted)
-        self._consumer.commit(offsets, timeout_ms=self.spec.request_timeout_ms)
+        try:
+            self._consumer.commit(offsets, timeout_ms=self.spec.request_timeout_ms)
+        except kafka_errors.CommitFailedError as exc:
+            # The group moved on without this member (it was paused or slow past its
+            # session): its partitions went to others, who get these events again
+            # (at-least-once). Not an error of the caller's; it rejoins on receive().
+            self.commit_failures += 1
+            log.info("Kafka commit for group %s refused (%s): this member was dropped from "
+                     "the group; its events go to the new owner.", self.group, exc)
+            return
+        except kafka_errors.KafkaError as exc:
+            raise KafkaUnavailable(
+                f"Could not commit group {self.group!r}'s offsets at {self.spec.bootstrap} "
+                f"({type(exc).__name__}: {exc}). The events will be delivered again; check "
+                f"that the broker runs.") from exc
         for tp, offset in offsets.items():
             if self._uncommitted.get(tp) == offset:
                 del self._uncommitted[tp]
