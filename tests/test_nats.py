@@ -237,6 +237,35 @@ def test_spec_is_picklable_and_a_changed_group_setting_is_refused(lab):
         spec.replayer()
 
 
+def test_the_lab_owns_its_nats_and_describes_it(lab):
+    [row] = [r for r in lab.describe() if r["service"] == "nats"]
+    assert row["address"] == lab.nats_url and row["started_by"] == "embedded"
+    assert 0 < row["ready_in_s"] < 5 and row["pid"] == lab.server("nats").pid
+    assert isinstance(lab.server("nats"), edalab.NatsServer) and "nats=" in repr(lab)
+
+
+def test_start_uses_a_nats_elsewhere_and_leaves_it_running(monkeypatch, lab):
+    monkeypatch.setenv("EDALAB_NATS_URL", lab.nats_url)
+    with edalab.start(use_up=False) as other:
+        assert other.nats_url == lab.nats_url and other.nats_mode == "elsewhere"
+        assert [s.kind for s in other.servers] == ["kafka", "redis"]
+        with pytest.raises(ConfigError, match="owns no nats server"):
+            other.server("nats")
+    assert lab.server("nats").answers()  # not stopped by the other lab
+
+
+def test_on_servers_takes_a_nats(lab):
+    with edalab.NatsServer() as nats:
+        own = edalab.Lab.on_servers(nats=nats, kafka_bootstrap=lab.kafka_bootstrap, redis_url=lab.redis_url)
+        assert own.nats_url == nats.url and own.server("nats") is nats
+        spec = own.transport("nats-queue")
+        with spec.publisher() as publisher:
+            publisher.publish(new_event("t", "k"))
+        assert spec.pending() == 1
+        own.stop()
+        assert not nats.running()
+
+
 def test_lab_without_nats_says_how_to_get_one(lab):
     other = edalab.Lab(lab.kafka_bootstrap, lab.redis_url, "elsewhere", "elsewhere", [])
     with pytest.raises(ConfigError, match="no NATS server"):
