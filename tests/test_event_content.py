@@ -23,8 +23,8 @@ def content(lab, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sourcing(lab, tmp_path_factory):
-    """Histories of 200, 1000 and 3000 events, a live stream of 3 s (about 6 s)."""
-    return rebuild_by_replay(lab, history_sizes=[200, 1000, 3000], repeats=2, live_s=3.0, progress=False,
+    """Histories of 200 and 2000 events, a live stream of 2 s (about 5 s)."""
+    return rebuild_by_replay(lab, history_sizes=[200, 2000], repeats=2, live_s=2.0, progress=False,
                              run_dir=tmp_path_factory.mktemp("sourcing"))
 
 
@@ -61,8 +61,8 @@ def test_with_the_api_down_callbacks_fail_and_fat_copies_stay_current(content):
 def test_replay_rebuilds_the_order_and_a_snapshot_keeps_it_short(sourcing):
     s = sourcing.summary.to_string()
     assert sourcing.summary["same_state"].all(), s
-    full, snap = sourcing.at("full-replay", 3000), sourcing.at("snapshot", 3000)
-    assert full["events_read"] == 3000 and snap["events_read"] <= sourcing.params["snapshot_every"], s
+    full, snap = sourcing.at("full-replay", 2000), sourcing.at("snapshot", 2000)
+    assert full["events_read"] == 2000 and snap["events_read"] <= sourcing.params["snapshot_every"], s
     assert full["rebuild_p50_ms"] > 2 * snap["rebuild_p50_ms"], s
     assert full["rebuild_min_ms"] > 1.5 * sourcing.at("full-replay", 200)["rebuild_min_ms"], s
 
