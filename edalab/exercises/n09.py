@@ -101,7 +101,7 @@ def measure_stamps(lab, body: Callable, *, orders: int = 400, work_ms: float = 5
     count the stamps per card against the orders per key. About 5 s."""
     from edalab import _checks
     from edalab._errors import ConfigError
-    from edalab.experiments._delivery_kill import kill_after_commit, wait_quiet
+    from edalab.experiments._delivery_kill import kill_after_commit, wait_settled
     from edalab.harness import Scenario
     from edalab.roles import produce
     from edalab.workloads import steady
@@ -119,15 +119,10 @@ def measure_stamps(lab, body: Callable, *, orders: int = 400, work_ms: float = 5
     sc.add("orders", produce, kwargs=dict(spec=spec, schedule_s=steady(1000.0, orders / 1000.0), keys=8,
                                           event_type="order.placed"))
     with sc.run(expect_events=orders, progress="your loyalty service" if progress else False) as run:
-        kill_after_commit(run, sc, ["loyalty"], after_commit_s=0.1, restart_after_s=0.3,
-                          since_s=orders / 1000.0 + 0.3)
+        killed = kill_after_commit(run, sc, ["loyalty"], after_commit_s=0.1, restart_after_s=0.3,
+                                   since_s=orders / 1000.0 + 0.3)
         run.wait_finished("orders", timeout_s=30)
-
-        def handled_all() -> bool:
-            got = set(sc.recorder.received()["event_id"])
-            return set(sc.recorder.produced()["event_id"]) <= got
-
-        wait_quiet(run, sc, handled_all, quiet_s=0.3, timeout_s=orders * work_ms / 1000 + 20)
+        wait_settled(run, sc, {"loyalty": orders}, killed, quiet_s=0.3, timeout_s=orders * work_ms / 1000 + 20)
     shop = lab.redis()
     try:
         given = {k.decode(): int(v) for k, v in shop.hgetall(cards).items()}

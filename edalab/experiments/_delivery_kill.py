@@ -12,12 +12,14 @@ Where the effects are counted (a Redis list, counters) is the caller's business.
 from __future__ import annotations
 
 import functools
+import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 
 from edalab.harness import Run, Scenario
 
-__all__ = ["kill_after_commit", "wait_quiet", "ledger_counts"]
+__all__ = ["kill_after_commit", "wait_settled", "ledger_counts"]
 
 
 def kill_after_commit(run: Run, sc: Scenario, consumers: Sequence[str], *, after_commit_s: float,
@@ -30,18 +32,16 @@ def kill_after_commit(run: Run, sc: Scenario, consumers: Sequence[str], *, after
     """
     run.until(lambda: run.elapsed_s() >= since_s, timeout_s=since_s + 1)
     since_ns, kill_at_s = time.time_ns(), {}
+    commits = _CommitTail(sc.recorder.run_dir)
 
     def schedule() -> bool:
         for name in consumers:
             if name in kill_at_s:
                 continue
-            notes = sc.recorder.notes(name)  # one small file per role: cheap to read often
-            if not len(notes):
-                continue
-            mine = notes.loc[(notes["what"] == "committed") & (notes["at_ns"] >= since_ns), "at_ns"]
-            if len(mine):
-                _plan(run, sc, name, max((int(mine.min()) - run.gate_ns) / 1e9 + after_commit_s,
-                                         run.elapsed_s()), restart_after_s, kill_at_s)
+            mine = [at_ns for at_ns in commits.new(name) if at_ns >= since_ns]
+            if mine:
+                _plan(run, sc, name, max((min(mine) - run.gate_ns) / 1e9 + after_commit_s, run.elapsed_s()),
+                      restart_after_s, kill_at_s)
         return len(kill_at_s) == len(consumers)
 
     if not run.until(schedule, timeout_s=5.0, step_s=0.005):
@@ -49,6 +49,36 @@ def kill_after_commit(run: Run, sc: Scenario, consumers: Sequence[str], *, after
             if name not in kill_at_s:
                 _plan(run, sc, name, run.elapsed_s(), restart_after_s, kill_at_s)
     return kill_at_s
+
+
+class _CommitTail:
+    """The ``"committed"`` notes each role wrote since the last look (``notes-<role>.jsonl``,
+    :meth:`edalab.Recorder.note`), read from where the last look stopped: cheap enough to
+    ask every few ms on a busy machine, where re-reading every note with pandas lags."""
+
+    def __init__(self, run_dir) -> None:
+        self._run_dir = Path(run_dir)
+        self._offsets: dict[str, int] = {}
+
+    def new(self, role: str) -> list[int]:
+        path = self._run_dir / f"notes-{role}.jsonl"
+        try:
+            with open(path, "rb") as f:
+                f.seek(self._offsets.get(role, 0))
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        complete = data[: data.rfind(b"\n") + 1]   # a line still being written waits
+        self._offsets[role] = self._offsets.get(role, 0) + len(complete)
+        found = []
+        for line in complete.splitlines():
+            try:
+                note = json.loads(line)
+            except ValueError:
+                continue
+            if note.get("what") == "committed":
+                found.append(int(note["at_ns"]))
+        return found
 
 
 def _plan(run: Run, sc: Scenario, name: str, at_s: float, restart_after_s: float, kill_at_s: dict) -> None:
@@ -60,16 +90,31 @@ def _plan(run: Run, sc: Scenario, name: str, at_s: float, restart_after_s: float
                                         label=f"restart {name}")
 
 
-def wait_quiet(run: Run, sc: Scenario, done: Callable[[], bool], *, quiet_s: float, timeout_s: float) -> bool:
-    """Wait until ``done()`` and no consumer recorded anything for ``quiet_s``; True if so in time."""
-    def settled() -> bool:
-        if not done():
-            return False
-        received = sc.recorder.received()
-        last_ns = int(received["received_at_ns"].max()) if len(received) else 0
-        return time.time_ns() - last_ns > quiet_s * 1e9
+def wait_settled(run: Run, sc: Scenario, needs: dict[str, int | None], killed: dict, *, quiet_s: float,
+                 timeout_s: float) -> bool:
+    """Wait until every consumer is done and none handled a new event for ``quiet_s``; True if in time.
 
-    return run.until(settled, timeout_s=timeout_s, step_s=0.1)
+    ``needs[name]`` is how many distinct events ``name`` must have handled, or None for a
+    consumer that may have lost some (at-most-once): it only has to be back (its new
+    process ready) after its kill. Counts come from the run's :class:`~edalab.DeliveryWatcher`,
+    which reads only new trace bytes: re-reading every trace with pandas would delay the
+    timeline on a busy machine.
+    """
+    last = {"total": -1, "changed": time.monotonic()}
+
+    def settled() -> bool:
+        run.watcher.update()
+        counts = {name: run.watcher.delivered(roles=[name]) for name in needs}
+        if sum(counts.values()) != last["total"]:
+            last["total"], last["changed"] = sum(counts.values()), time.monotonic()
+        for name, need in needs.items():
+            if need is None and not (name in killed and sc[name].alive and sc[name].is_ready()):
+                return False
+            if need is not None and counts[name] < need:
+                return False
+        return time.monotonic() - last["changed"] >= quiet_s
+
+    return run.until(settled, timeout_s=timeout_s, step_s=0.05)
 
 
 def ledger_counts(entries: Sequence[str], produced_ids: set[str]) -> dict[str, int]:

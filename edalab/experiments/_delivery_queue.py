@@ -46,9 +46,13 @@ def queue_worker(ctx, spec, group="kitchen", work_ms=10.0):
     (delivered again, to any worker, until JetStream gives up after max_deliver)."""
     subscriber = spec.subscriber(group)
     handled = ctx.recorder.consumer_trace(ctx.name, group)
+    took = ctx.recorder.table_writer(ctx.name, "took", ["event_id", "at_ns"])
     ctx.ready()
     while not ctx.stopping:
-        for delivery in subscriber.receive(0.1):
+        batch = subscriber.receive(0.1)                  # at most fetch_batch: the prefetch
+        for delivery in batch:
+            took.write({"role": ctx.name, "event_id": delivery.event.id, "at_ns": time.time_ns()})
+        for delivery in batch:
             time.sleep(work_ms / 1000)                   # the work
             if delivery.event.payload.get("poison"):
                 ctx.note("nak", event_id=delivery.event.id, seq=delivery.event.seq,
@@ -66,10 +70,13 @@ def log_worker(ctx, spec, dead_spec, group="kitchen", work_ms=10.0):
     subscriber = spec.subscriber(group)
     dead = dead_spec.publisher()
     handled = ctx.recorder.consumer_trace(ctx.name, group)
+    took = ctx.recorder.table_writer(ctx.name, "took", ["event_id", "at_ns"])
     subscriber.wait_ready(timeout_s=30)
     ctx.ready()
     while not ctx.stopping:
         batch = subscriber.receive(0.1)
+        for delivery in batch:
+            took.write({"role": ctx.name, "event_id": delivery.event.id, "at_ns": time.time_ns()})
         for delivery in batch:
             time.sleep(work_ms / 1000)
             if delivery.event.payload.get("poison"):
@@ -108,7 +115,9 @@ class QueueLogResult:
 
     Attributes:
         summary: one row per ``method``: ``produced``, ``poison``, ``delivered``
-            (good orders handled), ``redelivered`` (handled more than once),
+            (good orders handled), ``handled_twice`` (handled again after the kill),
+            ``held_at_kill`` (good orders worker a had taken and not finished when it was
+            killed), ``takeover_s`` (from the kill until worker b took the first of them),
             ``latency_p50_ms``, ``latency_max_ms``, ``out_of_order`` (orders handled
             after a later order of the same key), ``dead_lettered``,
             ``read_by_new_group`` (orders a brand-new reader found afterwards) and
@@ -132,46 +141,41 @@ class QueueLogResult:
 
 
 def queue_vs_log(lab, *, methods: Sequence[str] = QUEUE_METHODS, events: int | None = None,
-                 rate_per_s: float = 60.0, work_ms: float = 10.0, ack_wait_s: float = 1.0,
-                 max_deliver: int = 3, kill_at_s: float | None = None, quick: bool | None = None,
+                 work_ms: float = 10.0, ack_wait_s: float = 1.0, max_deliver: int = 3,
+                 kill_at_s: float = 0.4, quick: bool | None = None,
                  run_dir: str | Path | None = None, progress: bool = True) -> QueueLogResult:
-    """Two competing workers per method, poison orders, one worker SIGKILLed; then a new group.
+    """Two competing workers per method, a backlog with poison orders, one worker SIGKILLed
+    mid-stream while it holds orders; then a new group tries to read the same orders.
 
     Args:
         lab: from :func:`edalab.start` (with its NATS server).
         methods: a list of :data:`QUEUE_METHODS`.
-        events: orders per method (default 300, quick 120); every 30th from the 20th is poison.
-        rate_per_s: orders per second (steady).
+        events: orders per method, sent at once (default 400, quick 200); every 30th
+            from the 20th is poison.
         work_ms: a worker's time per order (ms).
         ack_wait_s: JetStream redelivers a message not acked within this time.
         max_deliver: JetStream's deliveries per message before it gives up.
-        kill_at_s: when worker ``a`` is SIGKILLed (seconds after the gate; default: a
-            third into the orders).
+        kill_at_s: when worker ``a`` is SIGKILLed (seconds after the gate), while both
+            work through the backlog.
         quick: the short CI version (default ``$EDALAB_QUICK``).
         run_dir: keep the traces here instead of the runs folder.
         progress: show a progress bar.
     """
     quick = quick_mode(quick)
     methods = tuple(_checks.choices(methods, "methods", QUEUE_METHODS))
-    events = _checks.count((120 if quick else 300) if events is None else events, "events", minimum=30,
+    events = _checks.count((200 if quick else 400) if events is None else events, "events", minimum=30,
                            sensible_max=5000, what=" orders")
-    rate_per_s = _checks.number(rate_per_s, "rate_per_s", unit="orders per second", positive=True,
-                                sensible=(5, 150))
     work_ms = _checks.number(work_ms, "work_ms", unit="ms", positive=True, sensible=(1, 100))
     ack_wait_s = _checks.number(ack_wait_s, "ack_wait_s", unit="seconds", positive=True, sensible=(0.2, 30))
     max_deliver = _checks.count(max_deliver, "max_deliver", minimum=2, maximum=20, what=" deliveries")
-    duration_s = events / rate_per_s
-    kill_at_s = _checks.number(duration_s / 3 if kill_at_s is None else kill_at_s, "kill_at_s",
-                               unit="seconds", positive=True, sensible=(0.2, 60))
+    kill_at_s = _checks.number(kill_at_s, "kill_at_s", unit="seconds", positive=True, sensible=(0.1, 60))
     if len(set(methods)) < len(methods):
         raise ConfigError(f"methods must not repeat a name (got {list(methods)}).")
-    if kill_at_s >= duration_s:
-        raise ConfigError(f"kill_at_s={kill_at_s:g} s must fall while orders flow (they last {duration_s:g} s).")
-    if 1000 / work_ms <= rate_per_s:
-        raise ConfigError(f"With work_ms={work_ms:g} one worker handles at most {1000 / work_ms:.0f} orders "
-                          f"per second, not more than rate_per_s={rate_per_s:g}: after the kill the other "
-                          f"could never catch up. Lower work_ms or rate_per_s.")
-    p = dict(methods=methods, events=events, rate_per_s=rate_per_s, work_ms=work_ms, ack_wait_s=ack_wait_s,
+    both_s = events * work_ms / 2000
+    if kill_at_s >= both_s:
+        raise ConfigError(f"kill_at_s={kill_at_s:g} s must fall while the two workers are busy (about "
+                          f"{both_s:g} s for {events} orders of {work_ms:g} ms): kill earlier or send more.")
+    p = dict(methods=methods, events=events, work_ms=work_ms, ack_wait_s=ack_wait_s,
              max_deliver=max_deliver, kill_at_s=kill_at_s, quick=quick)
     poison = frozenset(range(20, events, 30))
     sc = Scenario("queue-vs-log", run_dir=run_dir)
@@ -191,15 +195,16 @@ def queue_vs_log(lab, *, methods: Sequence[str] = QUEUE_METHODS, events: int | N
             sc.add(f"worker-{method}-{member}", body, kwargs=dict(spec=specs[method], group="kitchen",
                                                                   work_ms=work_ms, **extra), ready_timeout_s=40.0)
         sc.add(f"orders-{method}", poison_producer, kwargs=dict(
-            spec=specs[method], schedule_s=steady(rate_per_s, duration_s), poison_seqs=poison))
+            spec=specs[method], schedule_s=steady(1000.0, events / 1000.0), poison_seqs=poison))
     good = events - len(poison)
     with sc.run(expect_events=good * len(methods), progress="queue vs log" if progress else False) as run:
         for method in methods:
             run.at(kill_at_s).kill(f"worker-{method}-a")
         for method in methods:
-            run.wait_finished(f"orders-{method}", timeout_s=duration_s + 30)
+            run.wait_finished(f"orders-{method}", timeout_s=30)
         for method in methods:
-            run.until_delivered(good, roles=[f"worker-{method}-a", f"worker-{method}-b"], timeout_s=30)
+            run.until_delivered(good, roles=[f"worker-{method}-a", f"worker-{method}-b"],
+                                timeout_s=events * work_ms / 1000 + 30)
         run.sleep(max_deliver * 0.2 + 0.5)     # the last naks run out their deliveries
     summary, new_group = _after(sc, lab, methods, specs, dead_specs, poison)
     return QueueLogResult(summary, new_group, p)
@@ -209,13 +214,20 @@ def _after(sc: Scenario, lab, methods, specs: dict, dead_specs: dict, poison: fr
     """Count from the traces; then ask each broker what is left and let a new group try."""
     from edalab.experiments._survival import read_all
 
-    produced, received = sc.recorder.produced(), sc.recorder.received()
+    produced, received, took = sc.recorder.produced(), sc.recorder.received(), sc.recorder.table("took")
+    life = sc.recorder.lifecycle()
     rows, new_group = [], {}
     for method in methods:
         sent = produced[produced["role"] == f"orders-{method}"]
         mine = received[received["role"].str.startswith(f"worker-{method}-")].sort_values("received_at_ns")
         first = mine.drop_duplicates("event_id")
         latency_ms = (first["received_at_ns"] - first["produced_at_ns"]) / 1e6
+        a, b = f"worker-{method}-a", f"worker-{method}-b"
+        kill_ns = int(life.loc[(life["role"] == a) & (life["what"] == "killed"), "at_ns"].iloc[0])
+        # What a had taken and not finished when it died: where and when did it go?
+        held = set(took.loc[took["role"] == a, "event_id"]) - set(mine.loc[mine["role"] == a, "event_id"])
+        held -= set(sent.loc[sent["event_id"].isin(held) & sent["seq"].isin(poison), "event_id"])
+        taken_by_b = took[(took["role"] == b) & took["event_id"].isin(held) & (took["at_ns"] > kill_ns)]
         spec = specs[method]
         if spec.capabilities.replay:
             read_again = len(read_all(spec, 5.0) & set(sent["event_id"]))
@@ -233,7 +245,9 @@ def _after(sc: Scenario, lab, methods, specs: dict, dead_specs: dict, poison: fr
             dead = len(spec.dead_letters())
             left = spec.pending()
         rows.append({"method": method, "produced": len(sent), "poison": len(poison),
-                     "delivered": first["event_id"].nunique(), "redelivered": len(mine) - len(first),
+                     "delivered": first["event_id"].nunique(), "handled_twice": len(mine) - len(first),
+                     "held_at_kill": len(held),
+                     "takeover_s": (int(taken_by_b["at_ns"].min()) - kill_ns) / 1e9 if len(taken_by_b) else float("nan"),
                      "latency_p50_ms": latency_ms.median(), "latency_max_ms": latency_ms.max(),
                      "out_of_order": _out_of_order(first), "dead_lettered": dead,
                      "read_by_new_group": read_again, "left_in_broker": left})

@@ -32,7 +32,7 @@ from edalab import _checks
 from edalab._config import quick_mode
 from edalab._errors import ConfigError, ExperimentError
 from edalab._lazy import lazy_module
-from edalab.experiments._delivery_kill import kill_after_commit, ledger_counts, wait_quiet
+from edalab.experiments._delivery_kill import kill_after_commit, ledger_counts, wait_settled
 from edalab.harness import Scenario
 from edalab.roles import produce
 from edalab.workloads import steady
@@ -138,7 +138,7 @@ def _check(methods, policies, events, work_ms, batch, kill_after_commit_s, body,
     quick = quick_mode(quick)
     p = dict(methods=tuple(_checks.choices(methods, "methods", DELIVERY_METHODS)),
              policies=tuple(_checks.choices(policies, "policies", POLICIES)), quick=quick)
-    p["events"] = _checks.count((240 if quick else 600) if events is None else events, "events",
+    p["events"] = _checks.count((300 if quick else 600) if events is None else events, "events",
                                 minimum=20, sensible_max=5000, what=" orders")
     p["work_ms"] = _checks.number(work_ms, "work_ms", unit="ms", positive=True, sensible=(1, 100))
     p["batch"] = _checks.count(batch, "batch", minimum=2, maximum=500, what=" orders per receive")
@@ -174,7 +174,7 @@ def delivery_guarantees(lab, *, methods: Sequence[str] = DELIVERY_METHODS,
         lab: from :func:`edalab.start`.
         methods: a list of :data:`DELIVERY_METHODS`.
         policies: a list of :data:`POLICIES`.
-        events: orders per method (default 600, quick 240).
+        events: orders per method (default 600, quick 300).
         work_ms: billing's work per order (ms).
         batch: most orders one Kafka ``receive()`` returns (Redis Streams: up to 100).
         kill_after_commit_s: from a commit to the kill (default 0.1 s).
@@ -205,12 +205,12 @@ def delivery_guarantees(lab, *, methods: Sequence[str] = DELIVERY_METHODS,
     expect = p["events"] * len(names)
     with sc.run(expect_events=expect, progress="delivery guarantees" if progress else False) as run:
         # Past the burst, so the batch in hand at the kill is a full one.
-        kill_after_commit(run, sc, list(names), after_commit_s=p["kill_after_commit_s"],
-                          restart_after_s=0.3, since_s=p["events"] / 1000.0 + 0.3)
+        killed = kill_after_commit(run, sc, list(names), after_commit_s=p["kill_after_commit_s"],
+                                   restart_after_s=0.3, since_s=p["events"] / 1000.0 + 0.3)
         for method in p["methods"]:
             run.wait_finished(f"orders-{method}", timeout_s=30)
-        if not wait_quiet(run, sc, lambda: _done(sc, names), quiet_s=0.3,
-                          timeout_s=p["events"] * p["work_ms"] / 1000 + 40):
+        needs = {name: None if policy == "at-most-once" else p["events"] for name, (_, policy) in names.items()}
+        if not wait_settled(run, sc, needs, killed, quiet_s=0.5, timeout_s=p["events"] * p["work_ms"] / 1000 + 40):
             raise ExperimentError(f"Billing did not finish within the time allowed. Run folder: {sc.run_dir}")
     shop = lab.redis()
     try:
@@ -220,19 +220,6 @@ def delivery_guarantees(lab, *, methods: Sequence[str] = DELIVERY_METHODS,
         shop.close()
     summary, samples = _analyse(sc, names, entries)
     return DeliveryResult(summary, samples, p)
-
-
-def _done(sc: Scenario, names: dict) -> bool:
-    """Every billing handled its method's last order, and the lossless ones every order."""
-    produced, received = sc.recorder.produced(), sc.recorder.received()
-    for name, (method, policy) in names.items():
-        sent = produced[produced["role"] == f"orders-{method}"]
-        got = set(received.loc[received["role"] == name, "event_id"])
-        if not len(sent) or sent.loc[sent["seq"].idxmax(), "event_id"] not in got:
-            return False
-        if policy != "at-most-once" and not set(sent["event_id"]) <= got:
-            return False
-    return True
 
 
 def _analyse(sc: Scenario, names: dict, entries: dict):
