@@ -206,10 +206,11 @@ def predict(calibration: Calibration, method: str, clients, *, poll_interval_s: 
         stale = np.minimum(rate * mean / 1000, 1.0)
         missed = np.zeros_like(n)
     connections = _connections(method, n, interval, limits, calibration)
+    requests = _requests_per_s(method, n, interval, rate)
     return pd.DataFrame({
         "method": method, "poll_interval_s": interval if method == "rest-poll" else np.nan, "clients": n,
         "servers": servers, "bottleneck": bottleneck, "server_cpu_per_s": cpu,
-        "requests_per_s": _requests_per_s(method, n, interval, rate), "open_connections": connections,
+        "requests_per_s": requests, "open_connections": connections,
         "memory_mb": connections * calibration.memory_per_connection_bytes / 2**20,
         "latency_mean_ms": mean * np.ones_like(n), "latency_p50_ms": p50 * np.ones_like(n),
         "latency_p99_ms": p99 * np.ones_like(n), "wasted_fraction": wasted, "stale_fraction": stale,

@@ -75,6 +75,12 @@ def _step_row(step: dict, number: int, sample: dict, obs: pd.DataFrame, counts: 
                                                          around["produced_at_ns"].to_numpy(), w0_ns, w1_ns)
         ms = delays / 1e6
         clients_seen = obs["client"].nunique()
+        if step["method"] != "rest-poll" and len(ms):
+            # Push work happens when an update is delivered, a delay after it was made: the
+            # rate the server worked at in the window is that of the updates shifted by it.
+            shift_ns = int(ms.mean() * 1e6)
+            at = produced["produced_at_ns"] + shift_ns
+            row["updates_per_s"] = int(((at >= w0_ns) & (at < w1_ns)).sum()) / window_s
         row.update(latency_mean_ms=ms.mean() if len(ms) else np.nan,
                    latency_p50_ms=np.percentile(ms, 50) if len(ms) else np.nan,
                    latency_p99_ms=np.percentile(ms, 99) if len(ms) else np.nan,

@@ -37,10 +37,10 @@ __all__ = ["many_clients_sweep", "SCALE_METHODS"]
 SCALE_METHODS = ("rest-poll", "long-poll", "sse")
 _CLIENT_MODE = {"rest-poll": "poll", "long-poll": "long-poll", "sse": "sse"}
 #: seconds after a step starts (its clients connect) before its window is measured
-SETTLE_S = 0.6
-QUICK_CLIENTS = (40, 160)
+SETTLE_S = 0.5
+QUICK_CLIENTS = (30, 120)
 FULL_CLIENTS = (50, 150, 300, 450)
-QUICK_INTERVALS_S = (0.1, 0.5)
+QUICK_INTERVALS_S = (0.2, 1.0)
 FULL_INTERVALS_S = (0.1, 0.25, 1.0)
 
 
@@ -54,7 +54,7 @@ def _check(clients, methods, poll_intervals_s, update_rate_per_s, window_s, proc
     intervals = _checks.numbers((QUICK_INTERVALS_S if quick else FULL_INTERVALS_S)
                                 if poll_intervals_s is None else poll_intervals_s,
                                 "poll_intervals_s", unit="seconds", positive=True, maximum=60, sensible=(0.05, 10))
-    rate = _checks.number(10.0 if update_rate_per_s is None else update_rate_per_s, "update_rate_per_s",
+    rate = _checks.number(6.0 if update_rate_per_s is None else update_rate_per_s, "update_rate_per_s",
                           unit="updates per second", positive=True, sensible=(0.2, 50))
     window_s = _checks.number((1.5 if quick else 4.0) if window_s is None else window_s, "window_s",
                               unit="seconds", minimum=0.5, maximum=120, sensible=(1, 30))
@@ -72,7 +72,7 @@ def _steps(p: dict) -> list[dict]:
     for method in p["methods"]:
         for interval in (p["poll_intervals_s"] if method == "rest-poll" else [float("nan")]):
             steps += [{"method": method, "clients": n, "poll_interval_s": interval} for n in p["clients"]]
-    gap_s = 0.3                                    # connections of the last step close in the gap
+    gap_s = 0.2                                    # connections of the last step close in the gap
     start_s = 0.2
     for step in steps:
         # Measured: the window after the settle; then a tail of one poll interval, so an
@@ -98,10 +98,10 @@ def many_clients_sweep(lab=None, *, clients: Sequence[int] | None = None, method
     Args:
         lab: unused (the event service is started here); accepted so every
             experiment is called the same way.
-        clients: the N values, as a list (default 50-450; quick: 40, 160).
+        clients: the N values, as a list (default 50-450; quick: 30, 120).
         methods: from :data:`SCALE_METHODS` (default all three).
-        poll_intervals_s: REST poll intervals in seconds (default 0.1, 0.25, 1; quick 0.25, 1).
-        update_rate_per_s: how often the watched state changes (random moments; default 10).
+        poll_intervals_s: REST poll intervals in seconds (default 0.1, 0.25, 1; quick 0.2, 1).
+        update_rate_per_s: how often the watched state changes (random moments; default 6).
         window_s: seconds measured per (method, N) step, after :data:`SETTLE_S` for
             the clients to connect (default 4; quick 1.5).
         processes: client processes the coroutines are spread over (default 2).

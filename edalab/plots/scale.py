@@ -6,7 +6,7 @@ import numpy as np
 
 from edalab.plots._style import legend_outside, method_color, poll_interval_colors
 
-__all__ = ["scale_crossover", "staleness_chart", "agreement_chart"]
+__all__ = ["scale_crossover", "staleness_chart", "agreement_chart", "partitions_chart"]
 
 
 def _label(method: str, interval_s: float) -> str:
@@ -97,5 +97,26 @@ def agreement_chart(table, ax=None):
     ax.axhline(1.0, color="0.4", lw=0.8)
     ax.set_xticks(x, labels, fontsize=7)
     ax.set(ylabel="predicted / measured", title="the model against this run (grey: within 15 %)")
+    legend_outside(ax)
+    return ax
+
+
+def partitions_chart(result, ax=None):
+    """The group's drain rate per trial against min(partitions, consumers), with the ideal line (notebook 11)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    s = result.summary
+    one = float(s["one_member_per_s"].iloc[0])
+    top = max(int(s["active"].max()), 1)
+    ax.plot([0, top], [0, top * one], color="0.6", ls="--", label="each member adds one member's rate")
+    ax.scatter(s["active"], s["events_per_s"], color=method_color("kafka"), edgecolor="black", zorder=3,
+               label="measured")
+    for _, row in s.iterrows():
+        ax.annotate(f"P={row['partitions']} C={row['consumers']}", (row["active"], row["events_per_s"]),
+                    textcoords="offset points", xytext=(5, -10), fontsize=8)
+    ax.set(xlabel="members that hold a partition: min(partitions, consumers)", ylabel="events handled per second",
+           title=f"one group draining a backlog on {result.params.get('kafka_mode')} Kafka")
     legend_outside(ax)
     return ax
