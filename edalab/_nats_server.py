@@ -166,6 +166,9 @@ class NatsServer(ServerProcess):
     kind = "nats"
     elsewhere_hint = " To use a NATS elsewhere, set EDALAB_NATS_URL."
     find_binary = staticmethod(find_nats_binary)
+    # Ready in a few milliseconds, and a refused probe costs next to nothing: every lab
+    # starts one, so do not let the poll interval dominate its start time.
+    ready_poll_s = 0.003
 
     def __init__(self, binary: str | None = None, **options) -> None:
         super().__init__(binary, **options)

@@ -135,6 +135,8 @@ class ServerProcess(ChildProcess):
     kind = "server"
     #: what a learner sets to use a server elsewhere instead
     elsewhere_hint = ""
+    #: seconds between readiness probes while starting
+    ready_poll_s = 0.02
 
     def __init__(self, binary: str | None = None, *, port: int | None = None,
                  start_timeout_s: float = DEFAULT_START_TIMEOUT_S, log_dir: str | Path | None = None,
@@ -208,7 +210,7 @@ class ServerProcess(ChildProcess):
                                          f"dependencies (`pip install -e .`).") from exc
                 spawned = time.monotonic()
                 try:
-                    self._wait_ready(max(0.0, deadline - time.monotonic()))
+                    self._wait_ready(max(0.0, deadline - time.monotonic()), poll_s=self.ready_poll_s)
                     self.ready_in_s = time.monotonic() - spawned
                     break
                 except _PortRace:
