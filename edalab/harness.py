@@ -90,7 +90,8 @@ class Scenario:
 
         With ``expect_events``, a progress bar (events delivered so far, of that many)
         is drawn while the run waits, whatever it waits for; without it,
-        :meth:`Run.until_delivered` draws one for its own target. ``progress`` is the
+        :meth:`Run.until_delivered` draws one for its own target, and a string label
+        draws one from the start (events so far and the time spent). ``progress`` is the
         bar's label (False: no bar).
         """
         return Run(self, expect_events=expect_events, progress=progress)
@@ -258,21 +259,36 @@ class Run:
         role.finish(0)
 
     def _start_bar(self, total: int | None) -> None:
-        """One progress bar per run: events delivered (by anyone) out of ``total``."""
-        if self._bar is not None or not self._progress_label or not total or total <= 0:
+        """One progress bar per run: events delivered (by anyone) out of ``total``.
+
+        A run labelled with a string but with no count known (a timed run: an outage, a
+        chain) still gets one: events delivered so far and the time spent, so the learner
+        sees what runs and that it moves; a later ``until_delivered`` gives it its total.
+        """
+        if self._bar is not None:
+            if self._bar.total is None and total and total > 0:
+                self._bar.total = total
+                self._bar.refresh()
+            return
+        if not self._progress_label or (total is not None and total <= 0):
+            return
+        if not total and not isinstance(self._progress_label, str):
             return
         from tqdm.auto import tqdm
 
         label = self._progress_label if isinstance(self._progress_label, str) else self.scenario.run_dir.name
-        self._bar = tqdm(total=total, desc=label, unit="event", leave=False)
+        self._bar = tqdm(total=total or None, desc=label, unit="event", leave=False)
 
     def _update_bar(self) -> None:
         if self._bar is None or time.monotonic() - self._bar_checked < 0.2:
             return
         self._bar_checked = time.monotonic()
-        n = min(self.watcher.update().delivered(), self._bar.total)
+        delivered = self.watcher.update().delivered()
+        n = delivered if self._bar.total is None else min(delivered, self._bar.total)
         if n > self._bar.n:
             self._bar.update(n - self._bar.n)  # tqdm redraws at most every mininterval
+        elif self._bar.total is None:
+            self._bar.refresh()  # nothing delivered yet: the time spent still moves
 
     def _check_starting(self) -> None:
         """Log roles started on the timeline as ready once they are; fail if one died or hung."""

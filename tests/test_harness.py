@@ -262,3 +262,17 @@ def test_the_runs_progress_bar_moves_while_it_waits_for_a_producer(lab, capsys):
         assert 0 < run._bar.n <= 100
     err = capsys.readouterr().err
     assert "kitchen to waiter" in err and "/100" in err
+
+
+def test_a_labelled_run_without_a_count_still_shows_what_runs_then_takes_a_total(lab, capsys):
+    channel = f"orders-{time.time_ns()}"
+    sc = Scenario("test-progress-timed")
+    sc.add("waiter", _redis_listener, kwargs={"url": lab.redis_url, "channel": channel})
+    sc.add("kitchen", _redis_sender, kwargs={"url": lab.redis_url, "channel": channel, "count": 30})
+    with sc.run(progress="a timed run") as run:  # no expect_events: events so far, and the time
+        assert run._bar is not None and run._bar.total is None
+        assert run.until_delivered(30, roles=["waiter"], timeout_s=20)
+        assert run._bar.total == 30  # until_delivered gave the bar its total
+    with Scenario("test-no-label").run(progress=True) as run:  # no label, no count: no bar, as before
+        assert run._bar is None
+    assert "a timed run" in capsys.readouterr().err

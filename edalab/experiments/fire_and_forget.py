@@ -166,7 +166,7 @@ def log_per_request(lab, *, app=emit_logs, methods=None, rate_per_s: float = 50.
                 durable.append(method)
         emitters[method] = (spec, method.endswith("-wait"))
     sc.add("app", app, kwargs={"emitters": emitters, "rate_per_s": rate, "duration_s": duration})
-    with sc.run(progress=False) as run:
+    with sc.run(progress="log records per request") as run:
         for method in methods:
             run.at(kill_at).kill(f"log-{method}")
             run.at(back_at).start(f"log-{method}")

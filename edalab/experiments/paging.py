@@ -233,7 +233,7 @@ def paging_under_inserts(lab, *, records: int | None = None, limit: int = 20, in
     if p["insert_rate_per_s"] > 0:
         sc.add("inserter", insert_records, kwargs={"url": url, "spec": spec, "rate_per_s": p["insert_rate_per_s"],
                                                    "duration_s": expected_s * 3})
-    with sc.run(progress=False) as run:
+    with sc.run(progress="paging under inserts") as run:
         run.until(lambda: all(not sc[m].alive for m in readers), timeout_s=expected_s * 3 + 30)
         for method in readers:
             run.wait_finished(method, timeout_s=5)

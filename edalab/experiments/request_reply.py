@@ -220,7 +220,7 @@ def authorization_check(lab, *, rest_client=rest_authorize, broker_client=broker
     common = {"rate_per_s": rate, "timeout_s": timeout}
     sc.add("rest", call_rest, kwargs={"url": url, "client_fn": rest_client, **common})
     sc.add("redis-list", call_broker, kwargs={"redis_url": lab.redis_url, "client_fn": broker_client, **common})
-    with sc.run(progress=False) as run:
+    with sc.run(progress="authorization: REST vs Redis") as run:
         for role in ("auth-rest", "auth-broker"):
             run.at(up).kill(role)
             run.at(up + down).start(role)

@@ -242,7 +242,7 @@ def rest_vs_broker(lab, *, services_counts: Sequence[int] | None = None,
                                              "interval_s": 1.0 / rate_per_s, "warmup": warmup},
                start=False)
     stage_s = (warmup + events) / rate_per_s
-    with sc.run(expect_events=None, progress=False) as run:
+    with sc.run(progress="REST calls vs one publish") as run:
         running = {f"{name}-{fam}" for fam in with_run if with_run[fam] for name in names}
         for method, n, stage in stages:
             needed = [f"{name}-{family[method]}" for name in names[:n]]

@@ -137,7 +137,7 @@ def chain_vs_events(lab, *, method: str = "kafka", rate_per_s: float = 20.0, dur
     for m, url in (("rest-chain", urls["orders"]), (method, urls["orders-ev"])):
         sc.add(f"guest-{'rest' if m == 'rest-chain' else 'ev'}", guest,
                kwargs={"url": url, "method": m, "schedule_s": schedule})
-    with sc.run(progress=False) as run:
+    with sc.run(progress=f"billing killed: HTTP chain and {method}") as run:
         for role in ("billing-rest", "billing-ev"):
             run.at(kill_at_s).kill(role)
             run.at(kill_at_s + down_s).start(role)
@@ -247,7 +247,7 @@ def scale_consumers(lab, *, instances: Sequence[int] = (1, 2), rate_per_s: float
         for i in range(n):
             sc.add(f"billing-{i + 1}", consumer or event_service,
                    kwargs={"spec": spec, "service": "billing", "group": group, "method": method, "work_ms": work_ms})
-        with sc.run(progress=False) as run:
+        with sc.run(expect_events=len(schedule), progress=f"billing x{n} ({method})") as run:
             run.wait_finished("orders", timeout_s=duration_s + 30)
             total = len(schedule)
             run.until(lambda: _processed(sc.recorder) >= total,
@@ -274,7 +274,7 @@ def _chain_stage(schedule: list[float], work_ms: float, duration_s: float, concu
                                             "work_ms": work_ms})
     sc.add("guest", guest, kwargs={"url": urls[0], "method": "rest-chain", "schedule_s": schedule,
                                    "timeout_s": 30.0, "concurrency": concurrency})
-    with sc.run(progress=False) as run:
+    with sc.run(progress="HTTP chain, one billing") as run:
         run.wait_finished("guest", timeout_s=duration_s + len(schedule) * work_ms / 1000 + 30)
         gate_ns = run.gate_ns
     calls = sc.recorder.table("calls")

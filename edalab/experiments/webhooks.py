@@ -217,7 +217,7 @@ def adding_subscribers(lab, *, broker: str = "kafka", counts: Sequence[int] = (1
             if k:
                 consumer_starts.append((max(0.0, k * step_s - 0.5), f"group-{i}"))
         started = n
-    with sc.run(progress=False) as run:
+    with sc.run(progress="adding subscribers" if progress else False) as run:
         for at_s, name in consumer_starts:
             run.at(at_s).start(name)
         longest_s = len(steps) * step_s + p["events_per_step"] * 2 * p["slow_ms"] / 1000 * most

@@ -7,6 +7,7 @@ import ipywidgets as w
 from edalab.experiments.downtime import METHODS, STOP_MODES, listener_down
 from edalab.plots.downtime import lag_over_time, outcome_bars
 from edalab.widgets._base import experiment_widget, show_figure
+from edalab.widgets._progress import in_output_area
 
 __all__ = ["listener_down_widget", "COLUMNS"]
 
@@ -32,8 +33,10 @@ def listener_down_widget(lab, billing=None) -> w.VBox:
 
     def run(methods, stop_modes, down_s, rate_per_s, work_ms):
         kwargs = {} if billing is None else {"billing": billing}
-        return listener_down(lab, methods=list(methods), stop_modes=list(stop_modes), down_s=down_s,
-                             rate_per_s=rate_per_s, work_ms=work_ms, quick=None, progress=False, **kwargs)
+        # the run's progress bar shows under the button
+        return in_output_area(box, lambda: listener_down(
+            lab, methods=list(methods), stop_modes=list(stop_modes), down_s=down_s, rate_per_s=rate_per_s,
+            work_ms=work_ms, quick=None, progress=True, **kwargs))
 
     def show(result, out):
         import matplotlib.pyplot as plt
@@ -47,6 +50,7 @@ def listener_down_widget(lab, billing=None) -> w.VBox:
         show_figure(out, fig)
         out.append_display_data(result.summary[COLUMNS].round(2))
 
-    return experiment_widget(controls, run, show, describe=lambda methods, stop_modes, down_s, rate_per_s, **_: (
+    box = experiment_widget(controls, run, show, describe=lambda methods, stop_modes, down_s, rate_per_s, **_: (
         f"Billing goes away for {down_s:g} s ({', '.join(stop_modes)}) at {rate_per_s:g} orders/s on "
         f"{len(methods)} method(s)..."))
+    return box

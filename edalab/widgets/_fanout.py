@@ -8,6 +8,7 @@ from edalab.experiments.competing import competing_consumers
 from edalab.experiments.fanout import FANOUT_TRANSPORTS, SERVICE_NAMES, fan_out
 from edalab.plots.fanout import events_per_member, fan_out_deliveries, key_routing
 from edalab.widgets._base import experiment_widget, show_figure
+from edalab.widgets._progress import in_output_area
 
 __all__ = ["fan_out_widget", "competing_consumers_widget"]
 
@@ -24,8 +25,10 @@ def fan_out_widget(lab) -> w.VBox:
     }
 
     def run(services, transports, events, rate_per_s):
-        return fan_out(lab, services=list(services), transports=list(transports), events=events,
-                       rate_per_s=rate_per_s, quick=False, progress=False)
+        # the run's progress bar shows under the button
+        return in_output_area(box, lambda: fan_out(
+            lab, services=list(services), transports=list(transports), events=events, rate_per_s=rate_per_s,
+            quick=False, progress=True))
 
     def show(result, out):
         import matplotlib.pyplot as plt
@@ -36,9 +39,10 @@ def fan_out_widget(lab) -> w.VBox:
         out.append_display_data(result.summary[["method", "service", "produced", "delivered", "lost",
                                                 "duplicated", "latency_p50_ms", "latency_p99_ms"]].round(1))
 
-    return experiment_widget(controls, run, show, describe=lambda services, transports, events, **_: (
+    box = experiment_widget(controls, run, show, describe=lambda services, transports, events, **_: (
         f"Publishing {events} events once per transport ({', '.join(transports)}) "
         f"to {len(services)} service(s)..."))
+    return box
 
 
 def competing_consumers_widget(lab) -> w.VBox:
@@ -54,8 +58,9 @@ def competing_consumers_widget(lab) -> w.VBox:
     }
 
     def run(members, partitions, keys, events):
-        return competing_consumers(lab, members=members, partitions=partitions, keys=keys, events=events,
-                                   quick=False)
+        # the run's progress bar shows under the button
+        return in_output_area(box, lambda: competing_consumers(
+            lab, members=members, partitions=partitions, keys=keys, events=events, quick=False))
 
     def show(result, out):
         import matplotlib.pyplot as plt
@@ -67,5 +72,6 @@ def competing_consumers_widget(lab) -> w.VBox:
         show_figure(out, fig)
         out.append_display_data(result.members)
 
-    return experiment_widget(controls, run, show, describe=lambda members, partitions, events, **_: (
+    box = experiment_widget(controls, run, show, describe=lambda members, partitions, events, **_: (
         f"{members} member(s) share {partitions} partition(s); {events} events..."))
+    return box

@@ -7,6 +7,7 @@ import ipywidgets as w
 from edalab.experiments.waiter import METHODS, waiter_analogy
 from edalab.plots.waiter import calls_per_order, delay_per_order
 from edalab.widgets._base import experiment_widget, show_figure
+from edalab.widgets._progress import in_output_area
 
 __all__ = ["waiter_widget"]
 
@@ -29,9 +30,11 @@ def waiter_widget(lab, waiter=None) -> w.VBox:
     }
 
     def run(methods, orders, cook_time_mean_s, poll_interval_s, order_rate_per_s):
-        return waiter_analogy(lab, methods=list(methods), orders=orders, cook_time_mean_s=cook_time_mean_s,
-                              poll_intervals_s=[poll_interval_s], order_rate_per_s=order_rate_per_s,
-                              waiter=waiter, quick=False, progress=False)
+        # the run's progress bar shows under the button
+        return in_output_area(box, lambda: waiter_analogy(
+            lab, methods=list(methods), orders=orders, cook_time_mean_s=cook_time_mean_s,
+            poll_intervals_s=[poll_interval_s], order_rate_per_s=order_rate_per_s, waiter=waiter, quick=False,
+            progress=True))
 
     def show(result, out):
         import matplotlib.pyplot as plt
@@ -43,5 +46,6 @@ def waiter_widget(lab, waiter=None) -> w.VBox:
         show_figure(out, fig)
         out.append_display_data(result.summary[COLUMNS])
 
-    return experiment_widget(controls, run, show, describe=lambda methods, orders, cook_time_mean_s, **_: (
+    box = experiment_widget(controls, run, show, describe=lambda methods, orders, cook_time_mean_s, **_: (
         f"Running {len(methods)} method(s), {orders} orders each, cooking {cook_time_mean_s:g} s on average..."))
+    return box

@@ -1,0 +1,25 @@
+"""Run an experiment with its progress bar inside a widget's output area (notebooks 01, 03, 04)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["in_output_area"]
+
+
+def in_output_area(box, call: Callable[[], Any]) -> Any:
+    """``call()`` with what it displays (tqdm's notebook bar) shown in ``box.output``.
+
+    Why: a Run button's callback has no cell of its own, so a bar displayed from it would
+    land in JupyterLab's log, not under the button. Why not a plain ``with box.output:``:
+    in a kernel that block swallows an exception and prints its traceback; here the error
+    goes on to :func:`~edalab.widgets.experiment_widget`, which writes it as one line.
+    """
+    failed: list[BaseException] = []
+    with box.output:
+        try:
+            return call()
+        except BaseException as error:  # noqa: BLE001 - raised again below, outside the block
+            failed.append(error)
+    raise failed[0]
