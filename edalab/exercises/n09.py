@@ -94,7 +94,7 @@ class StampsRun:
                 f"{self.missing_stamps} missing).")
 
 
-def measure_stamps(lab, body: Callable, *, orders: int = 400, work_ms: float = 5.0,
+def measure_stamps(lab, body: Callable, *, orders: int = 300, work_ms: float = 5.0,
                    progress: bool = True) -> StampsRun:
     """Run ``body`` on a fresh Redis stream with ``orders`` orders, kill it 0.1 s after a
     commit past the burst, restart it 0.3 s later, wait until it handled every order, and

@@ -148,6 +148,7 @@ CATALOG: tuple[Experiment, ...] = (
     Experiment("what-survives", "08", "write, SIGKILL the server, restart: what each storage kept",
                "what_survives", quick={"methods": ["tansu-memory", "valkey"], "events": 10},
                charts=("survival_bars",)),
+    Experiment("delivery-guarantees", "09", "billing SIGKILLed between its work and its commit, per commit policy: lost and double charges", "delivery_guarantees", quick={"methods": ["redis-stream"], "events": 200}, charts=("delivery_outcomes",)),  # 09
     # 10
     Experiment("event-content", "10", "thin events with REST callbacks vs events carrying the order: source load, bytes, stale window, API down",
                "notification_vs_state", quick={"subscriber_counts": [1, 2], "step_s": 1.0, "rate_per_s": 10},

@@ -142,7 +142,7 @@ class QueueLogResult:
 
 def queue_vs_log(lab, *, methods: Sequence[str] = QUEUE_METHODS, events: int | None = None,
                  work_ms: float = 10.0, ack_wait_s: float = 1.0, max_deliver: int = 3,
-                 kill_at_s: float = 0.4, quick: bool | None = None,
+                 kill_at_s: float = 0.3, quick: bool | None = None,
                  run_dir: str | Path | None = None, progress: bool = True) -> QueueLogResult:
     """Two competing workers per method, a backlog with poison orders, one worker SIGKILLed
     mid-stream while it holds orders; then a new group tries to read the same orders.
@@ -150,7 +150,7 @@ def queue_vs_log(lab, *, methods: Sequence[str] = QUEUE_METHODS, events: int | N
     Args:
         lab: from :func:`edalab.start` (with its NATS server).
         methods: a list of :data:`QUEUE_METHODS`.
-        events: orders per method, sent at once (default 400, quick 200); every 30th
+        events: orders per method, sent at once (default 400, quick 160); every 30th
             from the 20th is poison.
         work_ms: a worker's time per order (ms).
         ack_wait_s: JetStream redelivers a message not acked within this time.
@@ -163,7 +163,7 @@ def queue_vs_log(lab, *, methods: Sequence[str] = QUEUE_METHODS, events: int | N
     """
     quick = quick_mode(quick)
     methods = tuple(_checks.choices(methods, "methods", QUEUE_METHODS))
-    events = _checks.count((200 if quick else 400) if events is None else events, "events", minimum=30,
+    events = _checks.count((160 if quick else 400) if events is None else events, "events", minimum=30,
                            sensible_max=5000, what=" orders")
     work_ms = _checks.number(work_ms, "work_ms", unit="ms", positive=True, sensible=(1, 100))
     ack_wait_s = _checks.number(ack_wait_s, "ack_wait_s", unit="seconds", positive=True, sensible=(0.2, 30))

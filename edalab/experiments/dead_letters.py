@@ -107,7 +107,7 @@ def retry_strategies(lab, *, methods: Sequence[str] = STRATEGIES, orders: int | 
     Args:
         lab: from :func:`edalab.start`.
         methods: a list of :data:`STRATEGIES`.
-        orders: good orders sent (default 96, quick 36); a poison order follows every 12th.
+        orders: good orders sent (default 96, quick 24); a poison order follows every 12th.
         rate_per_s: orders per second (steady).
         max_attempts: attempts before an order is dead-lettered (not for ``retry-forever``).
         backoff_ms: wait before the first retry; doubled for each next one.
@@ -121,7 +121,7 @@ def retry_strategies(lab, *, methods: Sequence[str] = STRATEGIES, orders: int | 
     """
     quick = quick_mode(quick)
     methods = tuple(_checks.choices(methods, "methods", STRATEGIES))
-    good = _checks.count((36 if quick else 96) if orders is None else orders, "orders", minimum=12,
+    good = _checks.count((24 if quick else 96) if orders is None else orders, "orders", minimum=12,
                          sensible_max=1000, what=" good orders")
     rate_per_s = _checks.number(rate_per_s, "rate_per_s", unit="orders per second", positive=True,
                                 sensible=(1, 200))
