@@ -87,6 +87,8 @@ def calibrate(result) -> Calibration:
     idle = result.idle_cpu_per_s()
     curves, push = {}, {}
     for method, rows in s.groupby("method"):
+        if method != "rest-poll":              # push work needs updates: windows without any say nothing
+            rows = rows[rows["updates_per_s"] > 0]
         x = _work_per_s(method, rows["clients"], rows["poll_interval_s"].fillna(1.0).to_numpy(),
                         rows["updates_per_s"].to_numpy())
         y = np.maximum(rows["server_cpu_per_s"].to_numpy() - idle, 1e-6)
@@ -96,13 +98,15 @@ def calibrate(result) -> Calibration:
             b, log_a = 1.0, float(np.log(np.mean(y / x)))
         curves[method] = (float(np.exp(log_a)), float(b), float(np.max(x)))
         if method != "rest-poll":
-            n, d = rows["clients"].to_numpy(float), rows["latency_mean_ms"].to_numpy()
+            timed = rows.dropna(subset=["latency_mean_ms"])
+            n, d = timed["clients"].to_numpy(float), timed["latency_mean_ms"].to_numpy()
             k, d0 = np.polyfit(n, d, 1) if len(set(n)) > 1 else (0.0, float(d.mean()))
             push[method] = (float(d0), float(max(k, 0.0)))    # d0 may fit below 0; delays are floored
     # A poll's answer time as the delay shows it (mean delay - interval / 2), averaged over
     # the polling steps: the clients' own timestamps include their process's queueing.
     polls = s[s["method"] == "rest-poll"]
-    response_ms = float(np.mean(polls["latency_mean_ms"] - polls["poll_interval_s"] * 500)) if len(polls) else 1.0
+    offsets = (polls["latency_mean_ms"] - polls["poll_interval_s"] * 500).dropna()
+    response_ms = float(offsets.mean()) if len(offsets) else 1.0
     conn = s["open_connections"].to_numpy(float)
     idle_rss = float(result.summary.loc[result.summary["method"] == "idle", "server_rss_mb"].iloc[0])
     memory = float(np.nanmax((s["server_rss_mb"].to_numpy() - idle_rss) * 2**20 / np.maximum(conn, 1)))
@@ -269,12 +273,14 @@ def agreement(result, calibration: Calibration | None = None) -> pd.DataFrame:
     rows = []
     for _, m in result.measured().iterrows():
         interval = m["poll_interval_s"] if m["method"] == "rest-poll" else 1.0
+        # a window without updates (random moments) measured no delay; its rate is then the run's
+        rate = m["updates_per_s"] if m["updates_per_s"] > 0 else cal.update_rate_per_s
         p = predict(cal, m["method"], [m["clients"]], poll_interval_s=interval,
-                    update_rate_per_s=m["updates_per_s"], one_server=True).iloc[0]
+                    update_rate_per_s=rate, one_server=True).iloc[0]
         row = {"method": m["method"], "poll_interval_s": m["poll_interval_s"], "clients": m["clients"]}
         for col in ("server_cpu_per_s", "requests_per_s", "latency_mean_ms"):
             row[f"measured_{col}"], row[f"predicted_{col}"] = m[col], p[col]
-            row[f"rel_error_{col}"] = (p[col] - m[col]) / m[col] if m[col] > 0 else np.nan
+            row[f"rel_error_{col}"] = (p[col] - m[col]) / m[col] if m[col] > 0 else np.nan  # NaN: not measured
         rows.append(row)
     return pd.DataFrame(rows)
 

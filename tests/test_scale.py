@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 
 import pytest
+from conftest import press_run
 
 from edalab import scale
 from edalab._checks import EdalabWarning
@@ -17,8 +19,8 @@ from edalab.experiments.many_clients import many_clients_sweep
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """One small sweep (real server, real clients), shared by the checks below."""
-    return many_clients_sweep(clients=[30, 120], methods=["rest-poll", "sse"], poll_intervals_s=[0.1, 0.5],
-                              window_s=1.2, quick=True, progress=False,
+    return many_clients_sweep(clients=[20, 80], methods=["rest-poll", "sse"], poll_intervals_s=[0.2, 0.5],
+                              window_s=1.0, quick=True, progress=False,
                               run_dir=tmp_path_factory.mktemp("many-clients"))
 
 
@@ -30,14 +32,24 @@ def test_the_run_measures_requests_connections_and_delay(run):
     assert (sse["open_connections"] >= 0.9 * sse["clients"]).all()
     assert sse["latency_mean_ms"].max() < poll["latency_mean_ms"].min()
     assert (m["errors"] == 0).all()
-    assert poll["stale_fraction"].between(0, 1).all()
+    # a window without any update (random moments) has no stale time to measure: NaN, not 0
+    stale = poll["stale_fraction"].dropna()
+    assert len(stale) >= 2 and stale.between(0, 1).all(), poll
 
 
 def test_the_model_agrees_with_its_own_run_on_polling(run):
+    """Four polling steps, two numbers fitted: CPU and requests/s predicted within a margin a busy
+    2-core machine holds (the benchmark reports the exact error)."""
     calibration = scale.calibrate(run)
-    assert scale.max_rel_error(run, calibration, methods=["rest-poll"]) <= 0.3
     table = scale.agreement(run, calibration)
+    polling = table[table["method"] == "rest-poll"]
+    assert len(polling) == 4
+    assert polling[["rel_error_server_cpu_per_s", "rel_error_requests_per_s"]].abs().max().max() <= 0.35, polling
     assert {"rel_error_server_cpu_per_s", "rel_error_requests_per_s", "rel_error_latency_mean_ms"} <= set(table)
+    # a model whose per-request cost is off by half is refused by the same comparison
+    a, b, x_top = calibration.cpu_curves["rest-poll"]
+    wrong = dataclasses.replace(calibration, cpu_curves={**calibration.cpu_curves, "rest-poll": (a * 2.0, b, x_top)})
+    assert scale.max_rel_error(run, wrong, methods=["rest-poll"]) > 0.35
 
 
 def test_the_model_scales_to_a_million_clients_fast(run):
@@ -64,7 +76,7 @@ def test_parameters_are_checked_before_anything_starts():
     with warnings.catch_warnings():
         warnings.simplefilter("error", EdalabWarning)
         with pytest.raises(EdalabWarning):
-            many_clients_sweep(clients=[10], poll_intervals_s=[100.0 / 1000 * 1000])
+            many_clients_sweep(clients=[10], poll_intervals_s=[20.0])  # 20 ms typed as seconds
 
 
 def test_the_exercise_runs_the_learners_choice_through_the_model(run):
@@ -77,3 +89,32 @@ def test_the_exercise_runs_the_learners_choice_through_the_model(run):
     assert "without quotes" in n11.check_choice(calibration, budget, {"method": "rest-poll", "poll_interval_s": "2"}).message
     assert not n11.check_choice(calibration, budget, {"method": "rest-poll", "poll_interval_s": -1})
     assert not n11.check_choice(calibration, budget, "sse")
+
+
+def test_partitions_cap_a_group(lab, tmp_path):
+    from edalab.experiments import partitions_x_consumers
+
+    result = partitions_x_consumers(lab, trials=[(1, 2), (2, 2)], events=40, work_ms=20, quick=True,
+                                    run_dir=tmp_path, progress=False)
+    s = result.summary.set_index("partitions")
+    assert s.loc[1, "members_with_events"] == 1               # the second member holds no partition
+    assert s.loc[2, "events_per_s"] > 1.4 * s.loc[1, "events_per_s"]
+    assert "embedded" in result.which_kafka() or "Kafka" in result.which_kafka()
+    with pytest.raises(ConfigError):
+        partitions_x_consumers(lab, trials=[4, 2])
+    with pytest.raises(ConfigError):
+        partitions_x_consumers(lab, trials=[(0, 2)])
+
+
+def test_widget_runs_the_sweep_once_and_shows_errors(lab):
+    from edalab.widgets import many_clients_widget
+
+    box = many_clients_widget(lab)
+    box.controls["clients"].value = (20,)
+    box.controls["methods"].value = ("sse",)
+    shown, errors = press_run(box)
+    assert "Figure" in shown and "sse" in shown, shown
+    assert not errors, errors
+    box.controls["methods"].value = ()
+    _, errors = press_run(box)
+    assert "ConfigError" in errors and "methods" in errors, errors
