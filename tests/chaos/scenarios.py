@@ -142,7 +142,7 @@ def figures(scenario, transport: str, fault: str) -> dict:
             "acked": len(acked_ids), "delivered": delivered,
             "duplicated": int(len(got) - delivered), "lost": len(acked_ids) - delivered,
             "to_nobody": to_nobody, "publish_retries": failed,
-            "left_behind": len(left)}
+            "left_behind": len(left), "processes_checked": len(pids)}
 
 
 def _alive(pid: int) -> bool:
@@ -244,7 +244,9 @@ def broker_killed_and_restarted(transport: str, run_dir: Path, *, down_s: float 
         row = figures(sc, transport, f"broker SIGKILLed, back after {down_s:g} s")
     finally:
         server.stop()
-    row["left_behind"] += sum(_alive(p) for p in old_pids + [server.pid or 0] if p)
+    broker_pids = [p for p in old_pids + [server.pid or 0] if p]
+    row["left_behind"] += sum(_alive(p) for p in broker_pids)
+    row["processes_checked"] += len(broker_pids)
     return row
 
 

@@ -30,6 +30,7 @@ def run_dir(tmp_path_factory):
 def check(row: dict, *, durable: bool, kills: int = 0) -> None:
     print(row)
     assert row["acked"] > 0 and row["left_behind"] == 0, row
+    assert row["processes_checked"] >= 2 + kills, row  # every incarnation of every role
     if durable:
         assert row["lost"] == 0, row
     else:
