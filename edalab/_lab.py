@@ -400,8 +400,9 @@ def start(*, kafka_bootstrap: str | None = None, redis_url: str | None = None,
           nats_url: str | None = None, start_timeout_s: float | None = None, use_up: bool = True) -> Lab:
     """Find or start the course's Kafka-protocol broker, Redis and NATS (see module docs).
 
-    The embedded NATS costs little (it answers about 30 ms after its start), so every
-    lab has one, whether or not the notebook uses the message queue.
+    The embedded NATS costs little (it answers 10-30 ms after its start; docs/brokers.md
+    has the measured lab start times), so every lab has one, whether or not the notebook
+    uses the message queue.
 
     Args:
         kafka_bootstrap: a Kafka elsewhere (``host:port``); default ``$EDALAB_KAFKA_BOOTSTRAP``.
