@@ -155,6 +155,31 @@ class _LineReader:
         return data
 
 
+#: prefix of JetStream store folders in the temp folder: edalab-nats-js-<owner pid>-<random>
+_STORE_PREFIX = "edalab-nats-js-"
+
+
+def _new_store_dir() -> str:
+    """A fresh store folder named after this process, after removing those of dead owners.
+
+    stop() removes a server's store, but an owner killed outright (a kernel restart, a
+    SIGKILL) never gets to: its server dies with it and the folder stays. The next server
+    started on this machine clears such leftovers.
+    """
+    import psutil
+
+    root = tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(_STORE_PREFIX)]
+    except OSError:
+        names = []
+    for name in names:
+        owner = name[len(_STORE_PREFIX):].split("-", 1)[0]
+        if owner.isdigit() and not psutil.pid_exists(int(owner)):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{_STORE_PREFIX}{os.getpid()}-", dir=root)
+
+
 class NatsServer(ServerProcess):
     """NATS with JetStream on loopback: the course's message queue (notebook 09).
 
@@ -178,7 +203,7 @@ class NatsServer(ServerProcess):
 
     def command(self, port: int) -> list[str]:
         if self.store_dir is None:
-            self.store_dir = tempfile.mkdtemp(prefix="edalab-nats-js-")
+            self.store_dir = _new_store_dir()
         # --server_name fixed: JetStream files name the server, so a restart finds its streams.
         return [self.binary, "-a", self.host, "-p", str(port), "-js", "--store_dir", self.store_dir,
                 "--server_name", "edalab"]

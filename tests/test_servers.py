@@ -56,6 +56,25 @@ def test_nats_server_answers_jetstream_requests_and_removes_its_store_on_stop():
     assert not os.path.exists(store)
 
 
+def test_a_nats_store_left_by_a_killed_owner_is_removed_by_the_next_start(tmp_path):
+    owner = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import time, edalab
+        server = edalab.NatsServer().start()
+        print(server.store_dir, flush=True)
+        time.sleep(120)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        store = owner.stdout.readline().strip()
+        assert os.path.isdir(store)
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(timeout=5)
+        assert os.path.isdir(store)  # nobody got to remove it
+        with NatsServer():
+            assert not os.path.exists(store)
+    finally:
+        owner.kill()
+
+
 @pytest.mark.parametrize("server_class", [KafkaServer, RedisServer, NatsServer])
 def test_port_taken_is_a_clear_error_within_seconds(server_class):
     with socket.socket() as squatter:
