@@ -231,6 +231,54 @@ def test_invalid_values_are_an_edalab_error_naming_the_parameter(lab, call, para
     assert time.monotonic() - started < 1.0
 
 
+def _experiment_parameters() -> list:
+    """(function name, parameter) of every public experiment whose parameter takes a
+    number (or None for a default): each gets a string instead, the commonest slip."""
+    import inspect
+
+    import edalab.experiments as experiments
+
+    found = []
+    for name in sorted({n for n in experiments._WHERE if n[0].islower()} | {"polling_vs_push"}):
+        function = getattr(experiments, name)
+        parameters = inspect.signature(function).parameters
+        required = [p.name for p in parameters.values()
+                    if p.default is inspect.Parameter.empty and p.kind is p.POSITIONAL_OR_KEYWORD]
+        if required not in (["lab"], []):  # role bodies and helpers that take results
+            continue
+        for p in parameters.values():
+            numeric = isinstance(p.default, (int, float)) and not isinstance(p.default, bool)
+            if numeric or (p.default is None and p.name not in ("run_dir", "quick", "lab")):
+                found.append((name, p.name))
+    return found
+
+
+#: Raw Python errors from inside experiments, reported (their modules are not this
+#: suite's to change); strict, so the list must shrink when one is fixed.
+_KNOWN_RAW = {("fan_out", "extra_services"): "ValueError from dict()",
+              ("chain_availability", "min_insync"): "TypeError from range()"}
+
+
+@pytest.mark.parametrize("function, param", [
+    pytest.param(f, p, id=f"{f}.{p}", marks=[pytest.mark.xfail(strict=True, reason=_KNOWN_RAW[f, p])]
+                 if (f, p) in _KNOWN_RAW else [])
+    for f, p in _experiment_parameters()])
+def test_every_experiment_refuses_a_string_for_a_number_naming_it(lab, function, param):
+    import inspect
+    import warnings
+
+    import edalab.experiments as experiments
+
+    call = getattr(experiments, function)
+    args = (lab,) if "lab" in inspect.signature(call).parameters else ()
+    started = time.monotonic()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(EdalabError, match=param):
+            call(*args, **{param: "ten"})
+    assert time.monotonic() - started < 1.0
+
+
 @pytest.mark.parametrize("args, param", [
     (["run", "no-such-experiment", "--out", "unused"], "no-such-experiment"),
     (["run", "polling-vs-push", "--out"], "--out"),
