@@ -395,6 +395,47 @@ def targets(r: dict) -> list[tuple[str | None, str, str, str, bool | None]]:
     ]
 
 
+# -- notebook 11: the scale model (a section of its own; the sections above are not touched) --
+
+def scale_model_bench(quick: bool) -> dict:
+    """The many-clients sweep on a real server, the model calibrated on it, and a million clients.
+
+    ``scale_model_max_rel_error``: the largest |predicted - measured| / measured of server CPU,
+    requests/s and mean delay over the sweep's steps, with the sweep's own calibration.
+    ``scale_model_1m_clients_s``: seconds to simulate a million clients for every method.
+    """
+    from edalab import scale
+    from edalab.experiments.many_clients import many_clients_sweep
+
+    with tempfile.TemporaryDirectory(prefix="edalab-bench-scale-") as run_dir:
+        t = time.perf_counter()
+        sweep = many_clients_sweep(quick=quick, progress=False, run_dir=run_dir)
+        sweep_s = time.perf_counter() - t
+    calibration = scale.calibrate(sweep)
+    table = scale.agreement(sweep, calibration)
+    t = time.perf_counter()
+    for method in scale.METHODS:
+        scale.simulate(calibration, method, 1_000_000, poll_interval_s=1.0)
+    million_s = time.perf_counter() - t
+    by_quantity = {col.removeprefix("rel_error_"): float(table[col].abs().max())
+                   for col in table if col.startswith("rel_error_")}
+    return {"scale_sweep_s": sweep_s, "scale_model_1m_clients_s": million_s,
+            "scale_model_max_rel_error": scale.max_rel_error(sweep, calibration),
+            "scale_model_max_rel_error_polling": scale.max_rel_error(sweep, calibration, methods=["rest-poll"]),
+            "scale_model_rel_error_by_quantity": by_quantity}
+
+
+def scale_targets(r: dict) -> list[tuple[str | None, str, str, str, bool | None]]:
+    """The scale model's rows of the targets table (notebook 11)."""
+    return [
+        ("scale_model_1m_clients_le_10s", "scale model: a million clients, every method",
+         f"{r['scale_model_1m_clients_s']:.1f} s", "<= 10 s", r["scale_model_1m_clients_s"] <= 10),
+        ("scale_model_within_15pct", "scale model vs its own many-clients run (CPU, requests/s, mean delay)",
+         f"{r['scale_model_max_rel_error']:.1%} (polling {r['scale_model_max_rel_error_polling']:.1%})", "<= 15 %",
+         r["scale_model_max_rel_error"] <= 0.15),
+    ]
+
+
 def print_table(rows: list[tuple[str | None, str, str, str, bool | None]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(1, 4)]
     for _, measure, value, target, met in rows:
@@ -406,7 +447,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and events (about 4 minutes)")
     parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("--scale-only", action="store_true", help="only notebook 11's scale model section")
     args = parser.parse_args()
+    if args.scale_only:
+        results = scale_model_bench(args.quick)
+        results["targets"] = {key: bool(met) for key, _, _, _, met in scale_targets(results)}
+        print(json.dumps(results, indent=2))
+        print_table(scale_targets(results))
+        return 0
     results: dict = {"redis_client_parser": redis_client_parser()}
     sweep_rate_per_s = 25.0
     results["loopback_rtt_p50_us"] = loopback_rtt_us(2000 if args.quick else 10000)
@@ -442,7 +490,8 @@ def main() -> int:
         results["redis_pubsub_p50_us"] / results["redis_spaced_ping_p50_us"])
     results["redis_pubsub_p50_over_raw_client"] = (
         results["redis_pubsub_p50_us"] / results["redis_pubsub_raw_client_p50_us"])
-    rows = targets(results)
+    results.update(scale_model_bench(args.quick))
+    rows = targets(results) + scale_targets(results)
     results["targets"] = {key: bool(met) for key, _, _, _, met in rows if key is not None}
     text = json.dumps(results, indent=2)
     print(text)

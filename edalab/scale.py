@@ -222,7 +222,7 @@ def predict(calibration: Calibration, method: str, clients, *, poll_interval_s: 
 
 
 def simulate(calibration: Calibration, method: str, clients: int = 1_000_000, *, poll_interval_s: float = 1.0,
-             update_rate_per_s: float | None = None, updates: int = 20, limits: ServerLimits = ServerLimits(),
+             update_rate_per_s: float | None = None, updates: int = 16, limits: ServerLimits = ServerLimits(),
              seed: int = 1) -> dict:
     """Monte Carlo over every client (numpy, vectorised): delay p50/p99/mean, stale and missed shares.
 
@@ -256,9 +256,14 @@ def simulate(calibration: Calibration, method: str, clients: int = 1_000_000, *,
         for k in range(updates):
             delays[k] = max(d0, 0.0) / 1000 + rng.uniform(0, spread_s, n)
             stale_s += np.minimum(delays[k], times_s[k + 1] - times_s[k])
-    ms = delays.ravel() * 1000
-    return {"method": method, "clients": n, "servers": float(row["servers"]), "latency_mean_ms": float(ms.mean()),
-            "latency_p50_ms": float(np.percentile(ms, 50)), "latency_p99_ms": float(np.percentile(ms, 99)),
+    flat = delays.reshape(-1)
+    # one in-place partial sort for both percentiles (np.percentile copies and sorts twice)
+    ranks = [int(0.5 * (flat.size - 1)), int(0.99 * (flat.size - 1))]
+    mean_s = float(flat.mean(dtype=np.float64))
+    flat.partition(ranks)
+    p50_s, p99_s = float(flat[ranks[0]]), float(flat[ranks[1]])
+    return {"method": method, "clients": n, "servers": float(row["servers"]), "latency_mean_ms": mean_s * 1000,
+            "latency_p50_ms": p50_s * 1000, "latency_p99_ms": p99_s * 1000,
             "stale_fraction": float(stale_s.sum() / (n * (times_s[updates] - times_s[0]))),
             "missed_fraction": float(missed.sum() / (n * updates))}
 

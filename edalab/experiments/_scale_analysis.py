@@ -61,7 +61,8 @@ def _step_row(step: dict, number: int, sample: dict, obs: pd.DataFrame, counts: 
     in_window = produced[(produced["produced_at_ns"] >= w0_ns) & (produced["produced_at_ns"] < w1_ns)]
     row = {"method": step["method"], "poll_interval_s": step["poll_interval_s"], "clients": step["clients"],
            "server_cpu_per_s": (after["cpu_s"] - before["cpu_s"]) / window_s,
-           "requests_per_s": (_client_requests(after["requests"]) - _client_requests(before["requests"])) / window_s,
+           "requests_per_s": (_client_requests(after["requests"]) - _client_requests(before["requests"]))
+           / ((after["stats_ns"] - before["stats_ns"]) / 1e9),
            "open_connections": middle.get("connections", np.nan), "server_rss_mb": middle["rss_bytes"] / 2**20,
            "updates_per_s": len(in_window) / window_s, "window_s": window_s}
     mine = counts[counts["step"] == number]

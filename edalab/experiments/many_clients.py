@@ -79,7 +79,7 @@ def _steps(p: dict) -> list[dict]:
         # update near the window's end is still learned by every client before it hangs up.
         # A poller's first poll comes up to one interval after it connected: the window
         # starts once every client has polled at least once.
-        tail_s = step["poll_interval_s"] if step["method"] == "rest-poll" else 0.3
+        tail_s = step["poll_interval_s"] if step["method"] == "rest-poll" else 0.5
         settle_s = max(SETTLE_S, tail_s + 0.1)
         step.update(start_s=start_s, window_start_s=start_s + settle_s,
                     window_end_s=start_s + settle_s + p["window_s"], mode=_CLIENT_MODE.get(step["method"], "poll"))
@@ -180,9 +180,12 @@ def _server_sample(base_url: str, service, connections: bool = False) -> dict:
     import httpx
     import psutil
 
-    sample = {"t_ns": time.time_ns(), "cpu_s": _cpu_s(service.pid)}
     with httpx.Client(timeout=5.0) as client:
-        sample["requests"] = client.get(base_url + "/stats").json()["requests"]
+        stats = client.get(base_url + "/stats").json()
+    # CPU read right after the server counted: on a busy machine the owner may get the
+    # answer late, so the request counts carry the server's own clock (stats_ns)
+    sample = {"t_ns": time.time_ns(), "cpu_s": _cpu_s(service.pid), "requests": stats["requests"],
+              "stats_ns": stats["now_ns"]}
     process = psutil.Process(service.pid)
     sample["rss_bytes"] = process.memory_info().rss
     if connections:

@@ -227,7 +227,8 @@ def event_service_app(
       registers a webhook (again with the same url: new settings, same queue).
     * ``DELETE /subscriptions?url=...`` -> 204 (404 if unknown); stops delivering to it.
     * ``GET /stats`` -> requests by route, empty answers, events stored, open SSE
-      streams, and webhook deliveries ``ok``/``failed``/``retried``/``queued`` per URL.
+      streams, webhook deliveries ``ok``/``failed``/``retried``/``queued`` per URL, and
+      ``now_ns`` (the server's wall clock as it counted; notebook 11 takes rates from it).
 
     Webhook delivery: one asyncio queue and worker per subscriber, so each gets events
     in order and a slow or dead one does not delay the others. Connection errors,
@@ -373,6 +374,8 @@ def event_service_app(
         return JSONResponse(
             {
                 "events_stored": len(state.log),
+                # the server's clock when it counted: rates over two snapshots need no client timing
+                "now_ns": time.time_ns(),
                 "requests": dict(state.requests),
                 "empty_responses": dict(state.empty_responses),
                 "sse_open": state.sse_open,
