@@ -56,7 +56,7 @@ def mixed_orders(good: int, poison_every: int = 12, flaky_every: int = 12) -> li
         orders.append({"key": f"table-{body['table']}", "kind": "flaky" if flaky else "good",
                        "payload": {"body": json.dumps(body), "fail_first": 2 if flaky else 0}})
         if (i + 1) % poison_every == 0:
-            case = bad[(i + 1) // poison_every - 1]
+            case = bad[((i + 1) // poison_every - 1) % len(bad)]
             orders.append({"key": f"table-{_table_of(case['payload'])}", "kind": "poison",
                            "payload": {"body": case["payload"], "case": case["case"]}})
     return orders
