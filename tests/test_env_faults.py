@@ -8,9 +8,13 @@ accepts and never answers, a Redis URL that points at Kafka (tests/test_lab.py).
 Here: a server binary that is not executable, one that runs but never answers, a
 Kafka bootstrap that points at Redis, a Redis URL that points at an HTTP server, an
 address that never accepts (a listening socket whose backlog swallows the connection:
-no answer at all) for Kafka and Redis, and a run directory that cannot be created.
-"Full disk" is approximated by a location where nothing can be written (under a
-regular file, and under /proc): there is no small tmpfs to fill on CI machines.
+no answer at all) for Kafka and Redis, a run directory that cannot be created, and a
+disk that fills up during a run. There is no small tmpfs to fill on CI machines, so a
+run directory where nothing can be written is one under a regular file and one under
+/proc, and a disk filling up is RLIMIT_FSIZE on the run (writes past it fail with
+EFBIG, "File too large", as writes to a full disk fail with ENOSPC). The role then
+stops with a RoleError whose log tail ends with the OS's reason; a message of
+edalab's own would need an error class for the recorder (reported, not done here).
 """
 
 from __future__ import annotations
@@ -145,3 +149,44 @@ def test_a_run_directory_that_cannot_be_written_is_a_clear_error(where, tmp_path
         Recorder(run_dir)
     with _Clock(), pytest.raises(ConfigError, match="run directory"):
         edalab.Scenario("faults", run_dir=run_dir)
+
+
+FULL_DISK_SCRIPT = """
+import resource, signal, sys, time
+# Ignored, a write past RLIMIT_FSIZE fails with EFBIG ("File too large") instead of killing
+# the process; roles inherit both, as they would inherit a full disk.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+import edalab
+from edalab import Scenario, workloads
+from edalab._servers import RedisServer
+from edalab.roles import produce
+from edalab.transports.redis import RedisStreamSpec
+with RedisServer() as redis:
+    spec = RedisStreamSpec(url=redis.url, stream="disk")
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
+    sc = Scenario("disk", run_dir=sys.argv[1])
+    sc.add("orders", produce, kwargs={"spec": spec, "schedule_s": workloads.steady(2000, 5),
+                                      "payload_bytes": 200})
+    started = time.monotonic()
+    try:
+        with sc.run(progress=False) as run:
+            run.wait_finished("orders", timeout_s=30)
+        print("NO ERROR")
+    except edalab.EdalabError as exc:
+        print(f"AFTER {time.monotonic() - started:.2f} {type(exc).__name__}: {exc}")
+"""
+
+
+def test_a_full_disk_under_a_run_stops_the_role_with_the_reason_within_5_s(tmp_path):
+    """A "full disk" here is RLIMIT_FSIZE (64 kB per file): writes past it fail like
+    writes to a full disk (EFBIG instead of ENOSPC), without filling a real one."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", FULL_DISK_SCRIPT, str(tmp_path / "run")],
+                         capture_output=True, text=True, timeout=60)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith(("AFTER", "NO ERROR"))), "")
+    assert line.startswith("AFTER"), (out.stdout[-500:], out.stderr[-1500:])
+    took_s = float(line.split()[1])
+    assert took_s < WITHIN_S
+    assert "RoleError" in line and "'orders'" in out.stdout and "File too large" in out.stdout
