@@ -79,6 +79,12 @@ class Experiment:
         return getattr(edalab.experiments, self.function)
 
 
+def _scale_headline(result) -> dict:
+    from edalab import scale
+
+    return {"scale model max relative error": scale.max_rel_error(result)}
+
+
 def _polling_headline(result) -> dict:
     return {"http_round_trip_ms": round(float(result.rtt_ms), 2),
             "polling_model_max_relative_error": round(float(result.model_max_rel_error()), 3)}
@@ -153,6 +159,9 @@ CATALOG: tuple[Experiment, ...] = (
     Experiment("event-content", "10", "thin events with REST callbacks vs events carrying the order: source load, bytes, stale window, API down",
                "notification_vs_state", quick={"subscriber_counts": [1, 2], "step_s": 1.0, "rate_per_s": 10},
                charts=("source_load", "bytes_per_update", "stale_window", "source_down_copies")),
+    Experiment("many-clients", "11", "N clients polling, long-polling and on SSE against one real HTTP server; the scale model against the run",
+               "many_clients_sweep", quick={"clients": [20, 60], "poll_intervals_s": [0.2], "window_s": 1.0},
+               charts=("run_crossover", "staleness_chart"), headline=_scale_headline),  # 11
     # 12
     Experiment("restaurant", "12", "data/'s restaurant REST-orchestrated vs event-choreographed, the kitchen killed",
                "restaurant_both_ways", quick={"orders": 12, "kill_at_s": 0.5, "down_s": 0.5},

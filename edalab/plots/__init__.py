@@ -23,7 +23,7 @@ from edalab.plots.broker_outage import (availability_chart, broker_outage_counts
                                         broker_outage_timeline, survival_bars)
 from edalab.plots.delivery import charges_per_order, delivery_outcomes, queue_vs_log_bars, retry_delays  # 09
 from edalab.plots.event_content import bytes_per_update, read_model_lag, rebuild_times, source_down_copies, source_load, stale_window  # 10
-from edalab.plots.scale import agreement_chart, partitions_chart, scale_crossover, staleness_chart  # 11
+from edalab.plots.scale import agreement_chart, partitions_chart, run_crossover, scale_crossover, staleness_chart  # 11
 from edalab.plots.capstone import VERDICT_COLORS, restaurant_costs, restaurant_timeline, verdict_chart  # 12
 
 __all__ = [
@@ -49,7 +49,7 @@ __all__ = [
     "availability_chart", "broker_outage_counts", "broker_outage_timeline", "survival_bars",
     "charges_per_order", "delivery_outcomes", "queue_vs_log_bars", "retry_delays",  # 09
     "bytes_per_update", "read_model_lag", "rebuild_times", "source_down_copies", "source_load", "stale_window",  # 10
-    "agreement_chart", "partitions_chart", "scale_crossover", "staleness_chart",  # 11
+    "agreement_chart", "partitions_chart", "run_crossover", "scale_crossover", "staleness_chart",  # 11
     # 12
     "restaurant_costs", "restaurant_timeline", "verdict_chart", "VERDICT_COLORS",
 ]

@@ -6,7 +6,7 @@ import numpy as np
 
 from edalab.plots._style import legend_outside, method_color, poll_interval_colors
 
-__all__ = ["scale_crossover", "staleness_chart", "agreement_chart", "partitions_chart"]
+__all__ = ["scale_crossover", "staleness_chart", "agreement_chart", "partitions_chart", "run_crossover"]
 
 
 def _label(method: str, interval_s: float) -> str:
@@ -120,3 +120,10 @@ def partitions_chart(result, ax=None):
            title=f"one group draining a backlog on {result.params.get('kafka_mode')} Kafka")
     legend_outside(ax)
     return ax
+
+
+def run_crossover(result):
+    """:func:`scale_crossover` of the model calibrated on ``result`` itself (``edalab run many-clients``)."""
+    from edalab import scale
+
+    return scale_crossover(scale.calibrate(result), result)
