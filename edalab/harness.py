@@ -314,8 +314,20 @@ class Run:
                 self.until(lambda: not self._pending, timeout_s=self._pending[-1][0] - self.elapsed_s() + 5)
         finally:
             if self._bar is not None:
-                self._bar.close()
+                self._close_bar(finished=exc_type is None)
         self._stop_all(check=exc_type is None)
+
+    def _close_bar(self, finished: bool) -> None:
+        """Last count, then close. A run that ended normally closes its bar quietly even
+        short of its total (events lost on purpose, or counted after the last refresh):
+        tqdm's notebook bar would otherwise stay on the page, red; the result says what
+        was lost."""
+        if finished:  # after a failure, nothing more is read: the error is what matters
+            self._bar_checked = 0.0
+            self._update_bar()
+            if self._bar.total is not None and self._bar.n < self._bar.total:
+                self._bar.total = self._bar.n
+        self._bar.close()
 
     def _stop_all(self, check: bool) -> None:
         failures = []

@@ -30,6 +30,8 @@ def test_each_experiment_runs_quick_and_writes_csv_png_and_json(entry, tmp_path,
     assert answer["experiment"] == entry.name and answer["quick"] is True, answer
     assert answer["summary"], answer  # the summary table, row by row
     assert entry.name in captured.err and "wrote" in captured.err, captured.err
+    # a progress bar said what ran (tqdm's text bar: "label: ... [00:01, ...]")
+    assert "[00:" in captured.err, f"{entry.name} showed no progress bar:\n{captured.err[-2000:]}"
     csvs = [f for f in answer["files"] if f.endswith(".csv")]
     assert "summary.csv" in csvs, answer["files"]
     for name in csvs:

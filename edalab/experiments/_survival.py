@@ -76,7 +76,11 @@ def what_survives(lab, *, methods: Sequence[str] = SURVIVAL_METHODS, events: int
     rows = []
     with contextlib.ExitStack() as cleanup:
         moto = cleanup.enter_context(MotoServer()) if "tansu-s3" in methods else None
-        for method in methods:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(methods, desc="what survives a SIGKILL", unit="server", leave=False)
+        for method in bar:
+            bar.set_postfix_str(method)  # what is being written, killed and read now
             own, kind = _own_lab(lab, method, moto)
             cleanup.callback(own.stop)
             rows.append({"method": method, "storage": _STORAGE[method],

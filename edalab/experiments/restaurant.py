@@ -169,7 +169,7 @@ def restaurant_both_ways(lab, *, orders: int | None = None, speed: float | None 
     _add_rest_restaurant(sc, rows, work_ms)
     add_event_restaurant(sc, lab, rows, work_ms=work_ms)
     last_cook_s = max(r["placed_s"] + r["cook_s"] for r in rows)
-    with sc.run(progress=False) as run:
+    with sc.run(progress="the evening: REST and events, a kitchen killed") as run:
         for role in ("kitchen-rest", "kitchen-ev"):
             run.at(kill_at_s).kill(role)
             run.at(kill_at_s + down_s).start(role)
