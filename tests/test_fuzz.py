@@ -295,3 +295,31 @@ def test_invalid_cli_options_name_the_option_without_a_traceback(args, param):
 
 def test_config_error_is_also_a_value_error():
     assert issubclass(ConfigError, ValueError) and issubclass(MalformedEvent, ValueError)
+
+
+class _RawEnvelope:
+    """Stands in for an Event where a publisher only calls ``to_bytes()``: it sends raw bytes."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.id, self.key = "raw", "raw"
+
+    def to_bytes(self) -> bytes:
+        return self.data
+
+
+@pytest.mark.xfail(strict=True, reason="edalab/transports/nats.py (helper A's): _deliver raises "
+                   "MalformedEvent out of receive(); reported: it should count, term (dead-letter) "
+                   "and skip the message")
+def test_the_nats_queue_skips_a_malformed_message(lab):
+    spec = lab.transport("nats-queue", ack_wait_s=1.0)
+    good = new_event("order.ready", "order-1", producer="fuzz")
+    with spec.publisher() as publisher, spec.subscriber("fuzz") as sub:
+        publisher.publish(_RawEnvelope(b'{"id":'))
+        publisher.publish(good)
+        got = []
+        deadline = time.monotonic() + ARRIVE_WITHIN_S
+        while time.monotonic() < deadline and not got:
+            got = sub.receive(0.5)
+        assert [d.event.id for d in got] == [good.id]
+        assert sub.malformed == 1
