@@ -19,12 +19,11 @@ import os
 import shutil
 import socket
 import sys
-import tempfile
 import time
 from urllib.parse import urlparse
 
 from edalab._errors import BinaryNotFound, ConfigError
-from edalab._servers import ServerProcess, _env_binary
+from edalab._servers import ServerProcess, _env_binary, owned_temp_dir
 
 __all__ = ["NatsServer", "find_nats_binary", "nats_jetstream_info", "parse_nats_url", "NotNats", "NoJetStream"]
 
@@ -155,31 +154,6 @@ class _LineReader:
         return data
 
 
-#: prefix of JetStream store folders in the temp folder: edalab-nats-js-<owner pid>-<random>
-_STORE_PREFIX = "edalab-nats-js-"
-
-
-def _new_store_dir() -> str:
-    """A fresh store folder named after this process, after removing those of dead owners.
-
-    stop() removes a server's store, but an owner killed outright (a kernel restart, a
-    SIGKILL) never gets to: its server dies with it and the folder stays. The next server
-    started on this machine clears such leftovers.
-    """
-    import psutil
-
-    root = tempfile.gettempdir()
-    try:
-        names = [n for n in os.listdir(root) if n.startswith(_STORE_PREFIX)]
-    except OSError:
-        names = []
-    for name in names:
-        owner = name[len(_STORE_PREFIX):].split("-", 1)[0]
-        if owner.isdigit() and not psutil.pid_exists(int(owner)):
-            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-    return tempfile.mkdtemp(prefix=f"{_STORE_PREFIX}{os.getpid()}-", dir=root)
-
-
 class NatsServer(ServerProcess):
     """NATS with JetStream on loopback: the course's message queue (notebook 09).
 
@@ -203,7 +177,7 @@ class NatsServer(ServerProcess):
 
     def command(self, port: int) -> list[str]:
         if self.store_dir is None:
-            self.store_dir = _new_store_dir()
+            self.store_dir = owned_temp_dir("nats-js")
         # --server_name fixed: JetStream files name the server, so a restart finds its streams.
         return [self.binary, "-a", self.host, "-p", str(port), "-js", "--store_dir", self.store_dir,
                 "--server_name", "edalab"]

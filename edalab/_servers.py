@@ -160,6 +160,9 @@ class ServerProcess(ChildProcess):
         #: seconds from spawn until the server answered a real request (set by start)
         self.ready_in_s: float | None = None
         self._lock = threading.Lock()
+        # a log folder this object made (no log_dir given) is removed on the final stop
+        self._own_log_dir = False
+        self._restarting = False
 
     # -- what subclasses provide -------------------------------------------------
     @staticmethod
@@ -186,8 +189,9 @@ class ServerProcess(ChildProcess):
             if self.running():
                 return self
             if self.log_dir is None:
-                self.log_dir = Path(tempfile.mkdtemp(prefix=f"edalab-{self.kind}-"))
+                self.log_dir = Path(owned_temp_dir(self.kind))
                 self.log_path = self.log_dir / f"{self.kind}.log"
+                self._own_log_dir = True
             self.log_dir.mkdir(parents=True, exist_ok=True)
             if self.requested_port is not None and port_in_use(self.host, self.requested_port):
                 raise PortInUse(
@@ -225,15 +229,30 @@ class ServerProcess(ChildProcess):
         and Valkey without AOF come back empty.
         """
         port = self.port
-        if kill:
-            self.kill()
-        else:
-            self.stop()
+        self._restarting = True  # keep the folder: Valkey's AOF, NATS's store live there
+        try:
+            if kill:
+                self.kill()
+            else:
+                self.stop()
+        finally:
+            self._restarting = False
         requested, self.requested_port = self.requested_port, port
         try:
             return self.start()
         finally:
             self.requested_port = requested
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the server; unless restarting, remove the temp folder made for its log.
+
+        Only an explicit stop removes it: a server that failed or crashed keeps its log
+        for the error message (and leftovers are cleared by the next start).
+        """
+        super().stop(timeout_s)
+        if self._own_log_dir and not self._restarting and self.log_dir is not None:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
+            self.log_dir, self._own_log_dir = None, False
 
     def _exited_error(self, code: int) -> Exception:
         taken = port_in_use(self.host, self.port)
@@ -262,6 +281,35 @@ class ServerProcess(ChildProcess):
     def __repr__(self) -> str:
         state = "running" if self.running() else "stopped"
         return f"<{type(self).__name__} {self.address} pid={self.pid} {state}>"
+
+
+#: prefix of the temp folders a server owns: edalab-<kind>-<owner pid>-<random>
+_TEMP_PREFIX = "edalab-"
+
+
+def owned_temp_dir(kind: str) -> str:
+    """A fresh temp folder ``edalab-<kind>-<this pid>-<random>``, after removing those of
+    owners that no longer run.
+
+    A server's folders (its log, Valkey's AOF, NATS's JetStream store) are removed when
+    the server is stopped, but an owner killed outright (a kernel restart, a SIGKILL)
+    never gets to: its server dies with it and the folder stays. The next server started
+    on this machine clears such leftovers, so /tmp does not fill up run after run.
+    """
+    import psutil
+
+    root = tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(_TEMP_PREFIX)]
+    except OSError:
+        names = []
+    for name in names:
+        # edalab-<kind>-<pid>-<random>; <kind> may contain dashes (nats-js), the pid is digits
+        parts = name[len(_TEMP_PREFIX):].split("-")
+        owner = next((p for p in parts[:-1] if p.isdigit()), None)
+        if owner is not None and not psutil.pid_exists(int(owner)):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{kind}-{os.getpid()}-", dir=root)
 
 
 class _PortRace(Exception):

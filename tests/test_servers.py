@@ -31,8 +31,10 @@ def test_server_starts_answers_on_loopback_only_and_stops(server_class):
         assert server.running()
         assert server.answers()
         assert listening_addresses(server.pid) == {"127.0.0.1"}
-        pid = server.pid
+        pid, log_dir = server.pid, server.log_dir
+        assert log_dir.is_dir()
     assert ready_after_s < 10  # the 2 s target is measured in benchmarks/
+    assert not log_dir.exists()  # the temp folder it made for its log goes with it
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     server.stop()  # stopping twice is fine
 
@@ -56,21 +58,21 @@ def test_nats_server_answers_jetstream_requests_and_removes_its_store_on_stop():
     assert not os.path.exists(store)
 
 
-def test_a_nats_store_left_by_a_killed_owner_is_removed_by_the_next_start(tmp_path):
+def test_folders_left_by_a_killed_owner_are_removed_by_the_next_start(tmp_path):
     owner = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
         import time, edalab
         server = edalab.NatsServer().start()
-        print(server.store_dir, flush=True)
+        print(server.store_dir, server.log_dir, flush=True)
         time.sleep(120)
     """)], stdout=subprocess.PIPE, text=True)
     try:
-        store = owner.stdout.readline().strip()
-        assert os.path.isdir(store)
+        folders = owner.stdout.readline().split()
+        assert len(folders) == 2 and all(os.path.isdir(f) for f in folders)  # JetStream store, log
         owner.send_signal(signal.SIGKILL)
         owner.wait(timeout=5)
-        assert os.path.isdir(store)  # nobody got to remove it
-        with NatsServer():
-            assert not os.path.exists(store)
+        assert all(os.path.isdir(f) for f in folders)  # nobody got to remove them
+        with RedisServer():  # any server's start clears them
+            assert not any(os.path.exists(f) for f in folders)
     finally:
         owner.kill()
 
