@@ -308,9 +308,6 @@ class _RawEnvelope:
         return self.data
 
 
-@pytest.mark.xfail(strict=True, reason="edalab/transports/nats.py (helper A's): _deliver raises "
-                   "MalformedEvent out of receive(); reported: it should count, term (dead-letter) "
-                   "and skip the message")
 def test_the_nats_queue_skips_a_malformed_message(lab):
     spec = lab.transport("nats-queue", ack_wait_s=1.0)
     good = new_event("order.ready", "order-1", producer="fuzz")
@@ -323,3 +320,5 @@ def test_the_nats_queue_skips_a_malformed_message(lab):
             got = sub.receive(0.5)
         assert [d.event.id for d in got] == [good.id]
         assert sub.malformed == 1
+        sub.commit()
+        assert spec.pending() == 0  # the bad one was term'ed, not left to come back

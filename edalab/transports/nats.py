@@ -32,6 +32,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import logging
 import re
 import socket
 import threading
@@ -41,8 +42,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edalab._errors import ConfigError, EdalabError, ExperimentError, NatsUnavailable
-from edalab._events import Event
+from edalab._events import Event, MalformedEvent
 from edalab.transports._base import Capabilities, Delivery, Publisher, Subscriber, TransportSpec
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from edalab._lab import Lab
@@ -461,6 +464,8 @@ class NatsQueueSubscriber(Subscriber):
         self._requests = 0
         #: how JetStream ended the last pull request (e.g. "404 No Messages"), for diagnosis
         self.last_status: str | None = None
+        #: messages that were not edalab events (term'ed and skipped)
+        self.malformed = 0
         self._client = _Client(spec.url, spec.request_timeout_s, "subscriber")
         try:
             self._client.call(self._open(), spec.request_timeout_s * 3)
@@ -534,7 +539,7 @@ class NatsQueueSubscriber(Subscriber):
         while not self._arrived.empty() and len(deliveries) < self.spec.fetch_batch:
             msg, received_at_ns = self._arrived.get_nowait()
             if not JetStreamContext.is_status_msg(msg):
-                deliveries.append(self._deliver(msg, received_at_ns))
+                await self._take(msg, received_at_ns, deliveries)
         if deliveries:
             return deliveries
         self._requests += 1
@@ -571,7 +576,7 @@ class NatsQueueSubscriber(Subscriber):
                 if status == "409" and "Deleted" in str(msg.headers.get("Description", "")):
                     raise ExperimentError(f"Group {self.group!r} of queue {self.spec.topic!r} was deleted.")
                 break  # 404 no (more) messages, 408 expired, 409 limits: the request is over
-            deliveries.append(self._deliver(msg, received_at_ns))
+            await self._take(msg, received_at_ns, deliveries)
         # Ended early with nothing (e.g. "408 Requests Pending" while max_ack_pending
         # holds messages back): wait out timeout_s for what an earlier request still brings,
         # rather than return at once and make the caller's loop spin.
@@ -581,13 +586,25 @@ class NatsQueueSubscriber(Subscriber):
             except asyncio.TimeoutError:
                 break
             if not JetStreamContext.is_status_msg(msg):
-                deliveries.append(self._deliver(msg, received_at_ns))
+                await self._take(msg, received_at_ns, deliveries)
         self.counters.empty_responses += not deliveries
         return deliveries
 
-    def _deliver(self, msg, received_at_ns: int) -> Delivery:
-        delivery = Delivery(Event.from_bytes(msg.data), received_at_ns)
+    async def _take(self, msg, received_at_ns: int, deliveries: list[Delivery]) -> None:
+        """Add the message to ``deliveries``; one that is not an edalab event is counted in
+        :attr:`malformed`, logged and term'ed (never redelivered), like Streams' ack-and-skip:
+        one bad message must not stop a consumer or come back forever."""
         self.counters.bytes_received += len(msg.data)
+        try:
+            event = Event.from_bytes(msg.data)
+        except MalformedEvent as exc:
+            self.malformed += 1
+            log.warning("Term'ed a message of queue %r that is not an edalab event: %s", self.spec.topic, exc)
+            await msg.term()
+            return
+        deliveries.append(self._remember(Delivery(event, received_at_ns), msg))
+
+    def _remember(self, delivery: Delivery, msg) -> Delivery:
         key = id(delivery)
         self._unsettled[key] = (delivery, msg)
         self._recent[key] = (delivery, msg)
