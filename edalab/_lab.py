@@ -318,7 +318,7 @@ class Lab:
         from kafka.admin import NewTopic
         from kafka.errors import TopicAlreadyExistsError
 
-        if not isinstance(partitions, int) or partitions < 1:
+        if not isinstance(partitions, int) or isinstance(partitions, bool) or partitions < 1:
             raise ConfigError(f"partitions must be a positive integer, not {partitions!r}")
         name = name or f"edalab-{uuid.uuid4().hex[:10]}"
         admin = self._new_admin()  # short-lived: closed here, not handed out

@@ -77,6 +77,7 @@ def chain_availability(service_availability: float = 0.999, broker_availability:
     a = _availability(service_availability, "service_availability")
     b = _availability(broker_availability, "broker_availability")
     services = [int(n) for n in _checks.numbers(services, "services", unit="services", minimum=1)]
+    min_insync = _checks.count(min_insync, "min_insync", minimum=1, maximum=3)
     rows = []
     for n in services:
         rows += [{"services": n, "method": "synchronous chain", "availability": a**n},

@@ -158,6 +158,8 @@ def fan_out(lab, *, services: Sequence[str] = SERVICE_NAMES[:2],
     transports = _checks.choices(transports, "transports", FANOUT_TRANSPORTS)
     if isinstance(services, str) or not all(isinstance(s, str) for s in services):
         raise ConfigError(f"services must be a list of names, e.g. ['waiter', 'billing'], not {services!r}.")
+    if extra_services is not None and not isinstance(extra_services, Mapping):
+        raise ConfigError(f"extra_services must be a dict of name -> body(ctx, spec), not {extra_services!r}.")
     extra = dict(extra_services or {})
     names = [*services, *extra]
     if not names or len(set(names)) != len(names):
