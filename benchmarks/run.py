@@ -409,7 +409,11 @@ def scale_model_bench(quick: bool) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="edalab-bench-scale-") as run_dir:
         t = time.perf_counter()
-        sweep = many_clients_sweep(quick=quick, progress=False, run_dir=run_dir)
+        # Longer windows and three client counts than the notebook's quick run: every method
+        # then has more steps than the model fits numbers to, so each is a real check.
+        sweep = many_clients_sweep(clients=(30, 60, 120) if quick else (30, 60, 120, 240), window_s=3.0,
+                                   poll_intervals_s=(0.2, 1.0), methods=("rest-poll", "long-poll", "sse"),
+                                   quick=quick, progress=False, run_dir=run_dir)
         sweep_s = time.perf_counter() - t
     calibration = scale.calibrate(sweep)
     table = scale.agreement(sweep, calibration)

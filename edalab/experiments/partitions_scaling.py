@@ -67,8 +67,8 @@ def partitions_x_consumers(lab, *, trials: Sequence[tuple[int, int]] | None = No
     Args:
         lab: from :func:`edalab.start` (embedded broker, ``edalab up`` or a cluster).
         trials: (partitions, consumers) pairs (default (4, 1), (4, 2), (4, 4), (2, 4), (8, 8),
-            (16, 16): past what two cores carry; quick: (2, 1), (2, 2), (1, 2)).
-        events: backlog per trial (default 800; quick 60).
+            (16, 16): past what two cores carry; quick: (2, 2), (1, 2)).
+        events: backlog per trial (default 800; quick 40).
         work_ms: each member's time per event (a wait), milliseconds.
         quick: the short CI version (default ``$EDALAB_QUICK``).
         run_dir: keep each trial's traces in a subfolder of this folder.
@@ -77,7 +77,7 @@ def partitions_x_consumers(lab, *, trials: Sequence[tuple[int, int]] | None = No
     import pandas as pd
 
     quick = quick_mode(quick)
-    default = ((2, 1), (2, 2), (1, 2)) if quick else ((4, 1), (4, 2), (4, 4), (2, 4), (8, 8), (16, 16))
+    default = ((2, 2), (1, 2)) if quick else ((4, 1), (4, 2), (4, 4), (2, 4), (8, 8), (16, 16))
     pairs = default if trials is None else trials
     if isinstance(pairs, (str, bytes)) or not all(isinstance(t, (tuple, list)) and len(t) == 2 for t in pairs):
         raise ConfigError(f"trials must be a list of (partitions, consumers) pairs, e.g. [(4, 2)], not {pairs!r}.")
@@ -86,7 +86,7 @@ def partitions_x_consumers(lab, *, trials: Sequence[tuple[int, int]] | None = No
              for p, c in pairs]
     if not pairs:
         raise ConfigError("trials must list at least one (partitions, consumers) pair.")
-    events = _checks.count((60 if quick else 800) if events is None else events, "events", minimum=10,
+    events = _checks.count((40 if quick else 800) if events is None else events, "events", minimum=10,
                            sensible_max=20_000)
     work_ms = _checks.number(work_ms, "work_ms", unit="milliseconds", positive=True, sensible=(1, 200))
     root = Path(run_dir) if run_dir is not None else new_run_dir("partitions")

@@ -25,7 +25,7 @@ def scale_crossover(calibration, result=None, *, clients=None, poll_intervals_s=
     from edalab import scale
 
     limits = scale.ServerLimits() if limits is None else limits
-    n = np.logspace(1, 6.5, 60) if clients is None else np.asarray(clients, dtype=float)
+    n = np.logspace(1, 6.5, 36) if clients is None else np.asarray(clients, dtype=float)
     fig, (cpu_ax, servers_ax, delay_ax) = plt.subplots(1, 3, figsize=(15, 4.3))
     shades = poll_interval_colors(poll_intervals_s)
     curves = [("rest-poll", t) for t in poll_intervals_s] + [(m, np.nan) for m in ("long-poll", "sse")]
@@ -51,7 +51,13 @@ def scale_crossover(calibration, result=None, *, clients=None, poll_intervals_s=
     delay_ax.set(xlabel="clients", ylabel="mean delay until a client knows (ms)",
                  title=f"delay, state changing {rate:g} times/s")
     legend_outside(delay_ax)
-    fig.tight_layout()
+    from matplotlib.ticker import NullLocator
+
+    for ax in (cpu_ax, servers_ax, delay_ax):        # minor ticks of log axes: seconds to lay out, little to read
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_minor_locator(NullLocator())
+    # fixed spacing: tight_layout measures every minor tick of three log axes (a second or more)
+    fig.subplots_adjust(left=0.06, right=0.85, wspace=0.32, bottom=0.14)
     return fig
 
 
@@ -85,8 +91,9 @@ def agreement_chart(table, ax=None):
 
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3.8))
-    labels = [f"{_label(m, t)}\nN={n:g}" for m, t, n in zip(table["method"], table["poll_interval_s"],
-                                                             table["clients"])]
+    short = {"rest-poll": "poll", "long-poll": "long", "sse": "sse"}
+    labels = [f"{short.get(m, m)}{f' {t:g}s' if m == 'rest-poll' else ''}\n{n:g}"
+              for m, t, n in zip(table["method"], table["poll_interval_s"], table["clients"])]
     x = np.arange(len(table))
     for k, (col, marker) in enumerate([("server_cpu_per_s", "o"), ("requests_per_s", "s"),
                                        ("latency_mean_ms", "^")]):
@@ -96,7 +103,8 @@ def agreement_chart(table, ax=None):
     ax.axhspan(0.85, 1.15, color="0.9", zorder=0)
     ax.axhline(1.0, color="0.4", lw=0.8)
     ax.set_xticks(x, labels, fontsize=7)
-    ax.set(ylabel="predicted / measured", title="the model against this run (grey: within 15 %)")
+    ax.set(ylabel="predicted / measured", xlabel="step (method, interval; clients)",
+           title="the model against this run (grey: within 15 %)")
     legend_outside(ax)
     return ax
 
