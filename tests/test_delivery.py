@@ -47,7 +47,7 @@ def test_samples_count_every_charge(guarantees):
 @pytest.mark.parametrize("bad, match", [
     (dict(methods="kafka"), "list of names"), (dict(policies=["exactly-once"]), "unknown"),
     (dict(events=0), "at least 20"), (dict(work_ms=0), "more than 0"), (dict(batch="50"), "whole number"),
-    (dict(kill_after_commit_s=5.0), "shorter than"), (dict(billing="billing"), "billing must be"),
+    (dict(kill_after=60), "fewer than a batch"), (dict(kill_after=0), "at least 1"), (dict(billing="billing"), "billing must be"),
     (dict(policies=["at-least-once", "at-least-once"]), "repeat"),
 ])
 def test_delivery_refuses_bad_parameters_before_starting(lab, bad, match):
@@ -59,7 +59,7 @@ def test_delivery_refuses_bad_parameters_before_starting(lab, bad, match):
 
 def test_delivery_warns_about_units(lab):
     with pytest.warns(EdalabWarning, match="work_ms"), pytest.raises(ConfigError, match="billing must be"):
-        delivery_guarantees(lab, work_ms=500, kill_after_commit_s=0.1, billing=None)
+        delivery_guarantees(lab, work_ms=500, billing=None)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def test_the_queue_forgets_what_was_acked_and_dead_letters_poison(lab):
     assert queue["dead_lettered"] == queue["poison"] > 0, queue
     assert queue["read_by_new_group"] == 0 and "refused" in r.new_group["nats-queue"], r.new_group
     assert queue["left_in_broker"] == queue["poison"], queue  # acked ones are gone, dead ones kept
-    assert queue["handled_twice"] == 0, queue  # acked one by one: nothing done is done again
+    assert queue["handled_twice"] <= 1, queue  # acked one by one: at most the one between work and ack
     # What the killed worker held came back to the other after ack_wait_s, not before.
     if queue["held_at_kill"]:
         assert queue["takeover_s"] > 0.8 * r.params["ack_wait_s"], queue
@@ -148,7 +148,6 @@ def test_widget_runs_the_experiment_once_and_shows_charts_and_errors(lab):
     shown, errors = press_run(box)
     assert "Figure" in shown and "at-least-once" in shown, (shown, errors)
     assert not errors, errors
-    box.controls["work_ms"].value = 2.0
-    box.controls["kill_after_commit_s"].value = 0.4
+    box.controls["kill_after"].value = 60
     _, errors = press_run(box)
-    assert "ConfigError" in errors and "shorter than" in errors, errors
+    assert "ConfigError" in errors and "fewer than a batch" in errors, errors

@@ -96,8 +96,8 @@ class StampsRun:
 
 def measure_stamps(lab, body: Callable, *, orders: int = 300, work_ms: float = 5.0,
                    progress: bool = True) -> StampsRun:
-    """Run ``body`` on a fresh Redis stream with ``orders`` orders, kill it 0.1 s after a
-    commit past the burst, restart it 0.3 s later, wait until it handled every order, and
+    """Run ``body`` on a fresh Redis stream with ``orders`` orders, kill it once it has
+    handled 10 orders since a commit past the burst, restart it 0.3 s later, wait until it handled every order, and
     count the stamps per card against the orders per key. About 5 s."""
     from edalab import _checks
     from edalab._errors import ConfigError
@@ -119,7 +119,7 @@ def measure_stamps(lab, body: Callable, *, orders: int = 300, work_ms: float = 5
     sc.add("orders", produce, kwargs=dict(spec=spec, schedule_s=steady(1000.0, orders / 1000.0), keys=8,
                                           event_type="order.placed"))
     with sc.run(expect_events=orders, progress="your loyalty service" if progress else False) as run:
-        killed = kill_after_commit(run, sc, ["loyalty"], after_commit_s=0.1, restart_after_s=0.3,
+        killed = kill_after_commit(run, sc, ["loyalty"], handled=10, restart_after_s=0.3,
                                    since_s=orders / 1000.0 + 0.3)
         run.wait_finished("orders", timeout_s=30)
         wait_settled(run, sc, {"loyalty": orders}, killed, quiet_s=0.3, timeout_s=orders * work_ms / 1000 + 20)

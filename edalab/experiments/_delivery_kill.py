@@ -2,10 +2,10 @@
 
 The measuring part that :func:`edalab.experiments.delivery_guarantees` and exercise
 n09 share: each consumer role notes ``"committed"`` (``ctx.note``) after each commit;
-the owner reads those notes while the run goes on and SIGKILLs every consumer
-``after_commit_s`` after its first commit past the start, so the kill lands in the
-middle of a batch (with ``work_ms`` per event, about ``after_commit_s / work_ms``
-events handled since the commit), then starts a new process in the same group.
+the owner reads those notes and the consumer's trace while the run goes on and
+SIGKILLs every consumer once it has handled a given number of events since its latest
+commit, so the kill lands in the middle of a batch, then starts a new process in the
+same group.
 Where the effects are counted (a Redis list, counters) is the caller's business.
 """
 
@@ -19,29 +19,40 @@ from pathlib import Path
 
 from edalab.harness import Run, Scenario
 
-__all__ = ["kill_after_commit", "wait_settled", "ledger_counts"]
+__all__ = ["kill_after_commit", "wait_settled", "ledger_counts", "read_ids"]
 
 
-def kill_after_commit(run: Run, sc: Scenario, consumers: Sequence[str], *, after_commit_s: float,
+def kill_after_commit(run: Run, sc: Scenario, consumers: Sequence[str], *, handled: int,
                       restart_after_s: float, since_s: float = 0.3) -> dict[str, float]:
-    """Schedule, per consumer, a SIGKILL ``after_commit_s`` after its first commit that
-    comes ``since_s`` or more after the gate, and a new process ``restart_after_s`` later.
+    """Schedule, per consumer, a SIGKILL once it has handled ``handled`` events since its
+    latest commit (counting from ``since_s`` after the gate), and a new process
+    ``restart_after_s`` later.
 
-    A consumer that notes no commit within 5 s is killed at once (a body written
+    The owner follows each consumer's ``"committed"`` notes and its trace as they are
+    written, so the kill lands in the middle of a batch however slow the machine is (a
+    kill timed in seconds after a commit may find the consumer waiting for its next
+    fetch). A consumer that notes no commit within 5 s is killed at once (a body written
     without ``ctx.note("committed")``). Returns each kill's time (seconds after the gate).
     """
     run.until(lambda: run.elapsed_s() >= since_s, timeout_s=since_s + 1)
     since_ns, kill_at_s = time.time_ns(), {}
-    commits = _CommitTail(sc.recorder.run_dir)
+    run_dir = Path(sc.recorder.run_dir)
+    commits = {name: _Tail(run_dir / f"notes-{name}.jsonl") for name in consumers}
+    traces = {name: _Tail(run_dir / f"received-{name}.csv") for name in consumers}
+    latest = {name: None for name in consumers}   # latest commit (ns) past since_ns
+    times = {name: [] for name in consumers}      # handled at (ns), since since_ns
 
     def schedule() -> bool:
         for name in consumers:
             if name in kill_at_s:
                 continue
-            mine = [at_ns for at_ns in commits.new(name) if at_ns >= since_ns]
-            if mine:
-                _plan(run, sc, name, max((min(mine) - run.gate_ns) / 1e9 + after_commit_s, run.elapsed_s()),
-                      restart_after_s, kill_at_s)
+            for line in commits[name].lines():
+                note = _json(line)
+                if note.get("what") == "committed" and int(note["at_ns"]) >= since_ns:
+                    latest[name] = int(note["at_ns"])
+            times[name] += [t for t in (_last_int(line) for line in traces[name].lines()) if t >= since_ns]
+            if latest[name] is not None and sum(t > latest[name] for t in times[name]) >= handled:
+                _plan(run, sc, name, run.elapsed_s(), restart_after_s, kill_at_s)
         return len(kill_at_s) == len(consumers)
 
     if not run.until(schedule, timeout_s=5.0, step_s=0.005):
@@ -51,34 +62,39 @@ def kill_after_commit(run: Run, sc: Scenario, consumers: Sequence[str], *, after
     return kill_at_s
 
 
-class _CommitTail:
-    """The ``"committed"`` notes each role wrote since the last look (``notes-<role>.jsonl``,
-    :meth:`edalab.Recorder.note`), read from where the last look stopped: cheap enough to
-    ask every few ms on a busy machine, where re-reading every note with pandas lags."""
+class _Tail:
+    """The complete lines appended to a file since the last look (a role's notes or
+    trace, written as it goes): cheap enough to ask every few ms on a busy machine,
+    where re-reading everything with pandas would delay the timeline."""
 
-    def __init__(self, run_dir) -> None:
-        self._run_dir = Path(run_dir)
-        self._offsets: dict[str, int] = {}
+    def __init__(self, path: Path) -> None:
+        self._path, self._offset = path, 0
 
-    def new(self, role: str) -> list[int]:
-        path = self._run_dir / f"notes-{role}.jsonl"
+    def lines(self) -> list[bytes]:
         try:
-            with open(path, "rb") as f:
-                f.seek(self._offsets.get(role, 0))
+            with open(self._path, "rb") as f:
+                f.seek(self._offset)
                 data = f.read()
         except FileNotFoundError:
             return []
         complete = data[: data.rfind(b"\n") + 1]   # a line still being written waits
-        self._offsets[role] = self._offsets.get(role, 0) + len(complete)
-        found = []
-        for line in complete.splitlines():
-            try:
-                note = json.loads(line)
-            except ValueError:
-                continue
-            if note.get("what") == "committed":
-                found.append(int(note["at_ns"]))
-        return found
+        self._offset += len(complete)
+        return complete.splitlines()
+
+
+def _json(line: bytes) -> dict:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return {}
+
+
+def _last_int(line: bytes) -> int:
+    """The last CSV field as an integer (a trace row's ``received_at_ns``); 0 for the header."""
+    try:
+        return int(line.rsplit(b",", 1)[-1])
+    except ValueError:
+        return 0
 
 
 def _plan(run: Run, sc: Scenario, name: str, at_s: float, restart_after_s: float, kill_at_s: dict) -> None:
@@ -125,3 +141,23 @@ def ledger_counts(entries: Sequence[str], produced_ids: set[str]) -> dict[str, i
     distinct = set(mine)
     return {"effects": len(mine), "lost": len(produced_ids - distinct),
             "duplicate_effects": len(mine) - len(distinct)}
+
+
+def read_ids(spec, expect: int, timeout_s: float, quiet_s: float = 1.0) -> set[str]:
+    """The ids of the events a brand-new reader finds from the beginning of ``spec``'s topic.
+
+    Stops once ``expect`` ids are read (no waiting for a quiet second when the count is
+    known), or after ``quiet_s`` without a new event, or at ``timeout_s``.
+    """
+    reader = spec.replayer("beginning")
+    ids: set[str] = set()
+    deadline, quiet_since = time.monotonic() + timeout_s, time.monotonic()
+    try:
+        while len(ids) < expect and time.monotonic() < deadline and time.monotonic() - quiet_since < quiet_s:
+            batch = reader.receive(0.2)
+            if batch:
+                quiet_since = time.monotonic()
+            ids.update(d.event.id for d in batch)
+    finally:
+        reader.close()
+    return ids

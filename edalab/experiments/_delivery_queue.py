@@ -205,14 +205,17 @@ def queue_vs_log(lab, *, methods: Sequence[str] = QUEUE_METHODS, events: int | N
         for method in methods:
             run.until_delivered(good, roles=[f"worker-{method}-a", f"worker-{method}-b"],
                                 timeout_s=events * work_ms / 1000 + 30)
-        run.sleep(max_deliver * 0.2 + 0.5)     # the last naks run out their deliveries
+        # The queue's poison messages run out their deliveries (each worker notes its naks).
+        naks = len(poison) * max_deliver * sum(not specs[m].capabilities.replay for m in methods)
+        run.until(lambda: _naks(sc) >= naks, timeout_s=max_deliver * ack_wait_s + 5, step_s=0.1)
+        run.sleep(0.2)
     summary, new_group = _after(sc, lab, methods, specs, dead_specs, poison)
     return QueueLogResult(summary, new_group, p)
 
 
 def _after(sc: Scenario, lab, methods, specs: dict, dead_specs: dict, poison: frozenset):
     """Count from the traces; then ask each broker what is left and let a new group try."""
-    from edalab.experiments._survival import read_all
+    from edalab.experiments._delivery_kill import read_ids
 
     produced, received, took = sc.recorder.produced(), sc.recorder.received(), sc.recorder.table("took")
     life = sc.recorder.lifecycle()
@@ -230,10 +233,10 @@ def _after(sc: Scenario, lab, methods, specs: dict, dead_specs: dict, poison: fr
         taken_by_b = took[(took["role"] == b) & took["event_id"].isin(held) & (took["at_ns"] > kill_ns)]
         spec = specs[method]
         if spec.capabilities.replay:
-            read_again = len(read_all(spec, 5.0) & set(sent["event_id"]))
+            read_again = len(read_ids(spec, len(sent), 5.0) & set(sent["event_id"]))
             new_group[method] = (f"a new group read {read_again} of {len(sent)} orders from the beginning: "
                                  f"the log keeps them (until retention), whoever read them before")
-            dead = len(read_all(dead_specs[method], 5.0))
+            dead = len(read_ids(dead_specs[method], len(poison), 5.0))
             left = read_again
         else:
             read_again = 0
@@ -242,7 +245,10 @@ def _after(sc: Scenario, lab, methods, specs: dict, dead_specs: dict, poison: fr
                 new_group[method] = "a second group could subscribe"
             except EdalabError as error:
                 new_group[method] = f"a second group was refused: {error}"
-            dead = len(spec.dead_letters())
+            # JetStream publishes its give-up advisory just after the last delivery: wait for it.
+            deadline = time.monotonic() + 5.0
+            while (dead := len(spec.dead_letters())) < len(poison) and time.monotonic() < deadline:
+                time.sleep(0.1)
             left = spec.pending()
         rows.append({"method": method, "produced": len(sent), "poison": len(poison),
                      "delivered": first["event_id"].nunique(), "handled_twice": len(mine) - len(first),
@@ -252,6 +258,11 @@ def _after(sc: Scenario, lab, methods, specs: dict, dead_specs: dict, poison: fr
                      "out_of_order": _out_of_order(first), "dead_lettered": dead,
                      "read_by_new_group": read_again, "left_in_broker": left})
     return pd.DataFrame(rows), new_group
+
+
+def _naks(sc: Scenario) -> int:
+    notes = sc.recorder.notes()
+    return int((notes["what"] == "nak").sum()) if len(notes) else 0
 
 
 def _out_of_order(first: pd.DataFrame) -> int:

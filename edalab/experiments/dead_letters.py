@@ -30,6 +30,7 @@ from edalab import _checks
 from edalab._config import quick_mode
 from edalab._errors import ConfigError
 from edalab._lazy import lazy_module
+from edalab.experiments._delivery_kill import read_ids
 from edalab.experiments._delivery_roles import STRATEGIES, kitchen, retrier, send_orders
 from edalab.harness import Scenario
 from edalab.workloads import menu, order_trace, poison_orders
@@ -157,9 +158,7 @@ def retry_strategies(lab, *, methods: Sequence[str] = STRATEGIES, orders: int | 
         run.wait_finished("orders", timeout_s=len(mix) / rate_per_s + 30)
         run.until(lambda: _settled(sc, methods, kinds), timeout_s=p["poison"] * retries_s + 20, step_s=0.2)
         run.sleep(0.2)
-    from edalab.experiments._survival import read_all
-
-    dead_ids = {method: read_all(spec, 5.0) for method, spec in dead_specs.items()}
+    dead_ids = {method: read_ids(spec, p["poison"], 5.0) for method, spec in dead_specs.items()}
     summary, samples = _analyse(sc, methods, kinds, dead_ids)
     return RetryResult(summary, samples, p)
 

@@ -16,7 +16,8 @@ Kafka offset commit, a Redis Streams ``XACK``) is its delivery policy:
 
 :func:`delivery_guarantees` runs every policy on each transport at once, each
 billing in its own consumer group over the same orders, and SIGKILLs each billing
-``kill_after_commit_s`` after one of its commits (mid-batch), then starts it again.
+once it has billed ``kill_after`` orders since its latest commit (mid-batch), then
+starts it again.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ class DeliveryResult:
         return self.summary.set_index(["method", "policy"]).round({"killed_at_s": 2})
 
 
-def _check(methods, policies, events, work_ms, batch, kill_after_commit_s, body, quick) -> dict:
+def _check(methods, policies, events, work_ms, batch, kill_after, body, quick) -> dict:
     quick = quick_mode(quick)
     p = dict(methods=tuple(_checks.choices(methods, "methods", DELIVERY_METHODS)),
              policies=tuple(_checks.choices(policies, "policies", POLICIES)), quick=quick)
@@ -142,15 +143,12 @@ def _check(methods, policies, events, work_ms, batch, kill_after_commit_s, body,
                                 minimum=20, sensible_max=5000, what=" orders")
     p["work_ms"] = _checks.number(work_ms, "work_ms", unit="ms", positive=True, sensible=(1, 100))
     p["batch"] = _checks.count(batch, "batch", minimum=2, maximum=500, what=" orders per receive")
-    p["kill_after_commit_s"] = _checks.number(0.1 if kill_after_commit_s is None else kill_after_commit_s,
-                                              "kill_after_commit_s", unit="seconds", positive=True,
-                                              sensible=(0.01, 2))
+    p["kill_after"] = _checks.count(kill_after, "kill_after", minimum=1, what=" orders billed since a commit")
     if len(set(p["methods"])) < len(p["methods"]) or len(set(p["policies"])) < len(p["policies"]):
         raise ConfigError("methods and policies must not repeat a name.")
-    if p["kill_after_commit_s"] >= p["batch"] * p["work_ms"] / 1000:
-        raise ConfigError(f"kill_after_commit_s={p['kill_after_commit_s']:g} s must be shorter than "
-                          f"one batch of work ({p['batch']} x {p['work_ms']:g} ms), or the kill "
-                          f"does not land in the middle of a batch.")
+    if p["kill_after"] >= min(p["batch"], 100):
+        raise ConfigError(f"kill_after={p['kill_after']} orders must be fewer than a batch ({min(p['batch'], 100)} "
+                          f"orders), or the kill does not land in the middle of a batch.")
     if not callable(body):
         raise ConfigError(f"billing must be a role body billing(ctx, spec, redis_url, ledger, policy, "
                           f"group, work_ms), not {type(body).__name__}.")
@@ -159,7 +157,7 @@ def _check(methods, policies, events, work_ms, batch, kill_after_commit_s, body,
 
 def delivery_guarantees(lab, *, methods: Sequence[str] = DELIVERY_METHODS,
                         policies: Sequence[str] = POLICIES, events: int | None = None,
-                        work_ms: float = 10.0, batch: int = 50, kill_after_commit_s: float | None = None,
+                        work_ms: float = 10.0, batch: int = 50, kill_after: int = 10,
                         billing: Callable = billing, quick: bool | None = None,
                         run_dir: str | Path | None = None, progress: bool = True) -> DeliveryResult:
     """SIGKILL billing mid-batch under each commit policy; count lost and double charges.
@@ -167,8 +165,8 @@ def delivery_guarantees(lab, *, methods: Sequence[str] = DELIVERY_METHODS,
     Every method and policy runs at once: per method one producer sends ``events``
     orders in a burst (so billing has a backlog and full batches), and one billing
     per policy, each its own consumer group, bills all of them. Each billing is
-    killed ``kill_after_commit_s`` after one of its commits (about that many seconds
-    of work into a batch), started again 0.3 s later, and left to finish.
+    killed once it has billed ``kill_after`` orders since its latest commit (in the
+    middle of a batch), started again 0.3 s later, and left to finish.
 
     Args:
         lab: from :func:`edalab.start`.
@@ -177,7 +175,7 @@ def delivery_guarantees(lab, *, methods: Sequence[str] = DELIVERY_METHODS,
         events: orders per method (default 600, quick 300).
         work_ms: billing's work per order (ms).
         batch: most orders one Kafka ``receive()`` returns (Redis Streams: up to 100).
-        kill_after_commit_s: from a commit to the kill (default 0.1 s).
+        kill_after: orders billed since the latest commit when the kill lands.
         billing: the role body, ``billing(ctx, spec, redis_url, ledger, policy, group,
             work_ms)`` (default this module's :func:`billing`); it must append each
             charge's event id to the Redis list ``ledger``, record what it handled in
@@ -186,7 +184,7 @@ def delivery_guarantees(lab, *, methods: Sequence[str] = DELIVERY_METHODS,
         run_dir: keep the traces here instead of the runs folder.
         progress: show a progress bar.
     """
-    p = _check(methods, policies, events, work_ms, batch, kill_after_commit_s, billing, quick)
+    p = _check(methods, policies, events, work_ms, batch, kill_after, billing, quick)
     sc = Scenario("delivery", run_dir=run_dir)
     p["run_dir"] = str(sc.run_dir)
     run_id = uuid.uuid4().hex[:10]
@@ -205,7 +203,7 @@ def delivery_guarantees(lab, *, methods: Sequence[str] = DELIVERY_METHODS,
     expect = p["events"] * len(names)
     with sc.run(expect_events=expect, progress="delivery guarantees" if progress else False) as run:
         # Past the burst, so the batch in hand at the kill is a full one.
-        killed = kill_after_commit(run, sc, list(names), after_commit_s=p["kill_after_commit_s"],
+        killed = kill_after_commit(run, sc, list(names), handled=p["kill_after"],
                                    restart_after_s=0.3, since_s=p["events"] / 1000.0 + 0.3)
         for method in p["methods"]:
             run.wait_finished(f"orders-{method}", timeout_s=30)

@@ -12,20 +12,20 @@ __all__ = ["delivery_widget"]
 
 
 def delivery_widget(lab) -> w.VBox:
-    """Pick transports, commit policies, orders, work per order and when the kill lands; press Run."""
+    """Pick transports, commit policies, orders, work per order and how many orders billing
+    handled since its latest commit when the kill lands; press Run."""
     controls = {
         "methods": w.SelectMultiple(options=DELIVERY_METHODS, value=DELIVERY_METHODS, description="transport",
                                     rows=2),
         "policies": w.SelectMultiple(options=POLICIES, value=POLICIES, description="policy", rows=3),
         "events": w.IntSlider(value=400, min=100, max=2000, step=50, description="orders"),
         "work_ms": w.FloatSlider(value=10.0, min=2.0, max=50.0, step=1.0, description="work (ms)"),
-        "kill_after_commit_s": w.FloatSlider(value=0.1, min=0.02, max=0.4, step=0.02,
-                                             description="kill after (s)"),
+        "kill_after": w.IntSlider(value=10, min=1, max=80, description="kill after"),
     }
 
-    def run(methods, policies, events, work_ms, kill_after_commit_s):
+    def run(methods, policies, events, work_ms, kill_after):
         return delivery_guarantees(lab, methods=list(methods), policies=list(policies), events=events,
-                                   work_ms=work_ms, kill_after_commit_s=kill_after_commit_s, quick=False,
+                                   work_ms=work_ms, kill_after=kill_after, quick=False,
                                    progress=False)
 
     def show(result, out):
