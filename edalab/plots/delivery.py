@@ -16,9 +16,11 @@ def delivery_outcomes(result, ax=None):
     labels = [f"{m}\n{p}" for m, p in zip(s["method"], s["policy"])]
     x = np.arange(len(s))
     colors = [method_color(p) for p in s["policy"]]
-    ax.bar(x - 0.2, s["lost"], 0.38, color=colors, edgecolor="black", label="lost (never charged)")
-    ax.bar(x + 0.2, s["duplicate_effects"], 0.38, color=colors, edgecolor="black", hatch="//",
-           label="charged twice")
+    ax.bar(x - 0.2, s["lost"], 0.38, color=colors, edgecolor="black")
+    ax.bar(x + 0.2, s["duplicate_effects"], 0.38, color=colors, edgecolor="black", hatch="//")
+    # Legend: the bar's meaning by its hatch (colours are the policies, named under the bars).
+    ax.bar([0], [0], color="white", edgecolor="black", label="lost (never charged)")
+    ax.bar([0], [0], color="white", edgecolor="black", hatch="//", label="charged twice")
     for i, (lost, dup) in enumerate(zip(s["lost"], s["duplicate_effects"])):
         ax.text(i - 0.2, lost, str(int(lost)), ha="center", va="bottom", fontsize=8)
         ax.text(i + 0.2, dup, str(int(dup)), ha="center", va="bottom", fontsize=8)
@@ -34,7 +36,7 @@ def charges_per_order(result, method: str = "kafka"):
     import matplotlib.pyplot as plt
 
     s = result.samples[result.samples["method"] == method]
-    policies = list(dict.fromkeys(s["policy"]))
+    policies = [p for p in result.params.get("policies", ()) if p in set(s["policy"])] or list(dict.fromkeys(s["policy"]))
     fig, panels = plt.subplots(len(policies), 1, figsize=(9, 1.6 * len(policies) + 0.6), sharex=True,
                                squeeze=False)
     for ax, policy in zip(panels[:, 0], policies):
@@ -52,14 +54,18 @@ def charges_per_order(result, method: str = "kafka"):
 
 
 def retry_delays(result, ax=None):
-    """Delay of each good order (sent -> cooked) per strategy, with the poison orders marked."""
+    """Delay of each good order (sent -> cooked) per strategy, with the poison orders marked
+    (dotted) and the orders whose first attempts failed (triangles, retried)."""
     ax = axes(ax)
     s = result.samples
     for method in dict.fromkeys(s["method"]):
-        mine = s[(s["method"] == method) & (s["kind"] != "poison")]
+        mine = s[(s["method"] == method) & (s["kind"] == "good")]
         cooked = mine.dropna(subset=["latency_ms"])
         ax.plot(cooked["sent_s"], cooked["latency_ms"], marker="o", ms=3, lw=1, color=method_color(method),
                 label=method)
+        flaky = s[(s["method"] == method) & (s["kind"] == "flaky")].dropna(subset=["latency_ms"])
+        ax.scatter(flaky["sent_s"], flaky["latency_ms"], marker="^", s=40, facecolors="none",
+                   edgecolors=method_color(method), label=f"{method}: transient failure, retried")
         blocked = mine[mine["latency_ms"].isna()]
         if len(blocked):
             top = max(float(s["latency_ms"].max()), 1.0) * 1.15
