@@ -35,11 +35,12 @@ import io
 import json
 import os
 import re
+import sys
 import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -746,7 +747,7 @@ class DeliveryWatcher:
         self._by_role: dict[str, set[str]] = {}
         self._group_of: dict[str, str] = {}
 
-    def _new_rows(self, path: Path) -> list[list[str]]:
+    def _new_rows(self, path: Path) -> Iterator[list[str]]:
         offset = self._offsets.get(path, 0)
         try:
             with open(path, "rb") as f:
@@ -756,21 +757,26 @@ class DeliveryWatcher:
             return []
         data = data[: data.rfind(b"\n") + 1]
         if not data:
-            return []
+            return iter(())
         self._offsets[path] = offset + len(data)
-        rows = list(csv.reader(io.StringIO(data.decode("utf-8", errors="replace"))))
-        return rows[1:] if offset == 0 else rows  # the header
+        # Parsed lazily, row by row: a burst of 100k new rows never exists as 100k lists.
+        rows = csv.reader(io.StringIO(data.decode("utf-8", errors="replace")))
+        if offset == 0:
+            next(rows, None)  # the header
+        return rows
 
     def update(self) -> "DeliveryWatcher":
         """Read what was appended since the last call."""
         event_at = PRODUCED_COLUMNS.index("event_id")
         for path in self.run_dir.glob("produced-*.csv"):
-            self._produced.update(row[event_at] for row in self._new_rows(path) if len(row) > event_at)
+            # interned: the id a producer and a consumer both hold is one string in memory
+            self._produced.update(sys.intern(row[event_at]) for row in self._new_rows(path)
+                                  if len(row) > event_at)
         role_at, group_at, id_at = (RECEIVED_COLUMNS.index(c) for c in ("role", "group", "event_id"))
         for path in self.run_dir.glob("received-*.csv"):
             for row in self._new_rows(path):
                 if len(row) == len(RECEIVED_COLUMNS):
-                    self._by_role.setdefault(row[role_at], set()).add(row[id_at])
+                    self._by_role.setdefault(row[role_at], set()).add(sys.intern(row[id_at]))
                     self._group_of[row[role_at]] = row[group_at]
         return self
 
