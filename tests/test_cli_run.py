@@ -1,14 +1,15 @@
 """``edalab run``: every experiment of the catalog, its help, and its refusals.
 
-One parametrised test runs each catalog entry once with ``--quick`` (the entry's smallest
-settings) in this process, through the same ``main()`` the ``edalab`` command calls, and
-checks the files and the JSON summary of that one run. The help and refusal tests run the
-real command.
+One parametrised test checks each catalog entry's run with ``--quick`` (the entry's
+smallest settings): the real ``edalab`` command, three runs at a time (see
+``CONCURRENT_RUNS``), its files and its JSON summary. The refusal tests call the same
+``main()`` in this process (no import cost); the help test runs the real command.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 import pandas as pd
 import pytest
@@ -21,17 +22,38 @@ from conftest import run_edalab
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+#: ``edalab run`` processes at a time: each waits mostly on its schedule and its servers,
+#: so three share the 2 CI cores and the catalog takes about a third of the time in a row
+CONCURRENT_RUNS = 3
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory):
+    """Every catalog entry run once with ``--quick --json`` as a user would, three at a time;
+    name -> (CompletedProcess, out folder). Started together when the first test asks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = tmp_path_factory.mktemp("runs")
+
+    def run(name):
+        out = root / name
+        return run_edalab("run", name, "--quick", "--out", str(out), "--json", timeout=600), out
+
+    with ThreadPoolExecutor(CONCURRENT_RUNS) as pool:
+        futures = {name: pool.submit(run, name) for name in names()}
+        yield {name: future.result() for name, future in futures.items()}
+
+
 @pytest.mark.parametrize("entry", CATALOG, ids=names())
-def test_each_experiment_runs_quick_and_writes_csv_png_and_json(entry, tmp_path, capsys):
-    out = tmp_path / entry.name
-    assert main(["run", entry.name, "--quick", "--out", str(out), "--json"]) == 0
-    captured = capsys.readouterr()
-    answer = json.loads(captured.out)  # --json alone: stdout is the JSON, the report went to stderr
+def test_each_experiment_runs_quick_and_writes_csv_png_and_json(entry, quick_runs):
+    done, out = quick_runs[entry.name]
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    answer = json.loads(done.stdout)  # --json alone: stdout is the JSON, the report went to stderr
     assert answer["experiment"] == entry.name and answer["quick"] is True, answer
     assert answer["summary"], answer  # the summary table, row by row
-    assert entry.name in captured.err and "wrote" in captured.err, captured.err
+    assert entry.name in done.stderr and "wrote" in done.stderr, done.stderr
     # a progress bar said what ran (tqdm's text bar: "label: ... [00:01, ...]")
-    assert "[00:" in captured.err, f"{entry.name} showed no progress bar:\n{captured.err[-2000:]}"
+    assert "[00:" in done.stderr, f"{entry.name} showed no progress bar:\n{done.stderr[-2000:]}"
     csvs = [f for f in answer["files"] if f.endswith(".csv")]
     assert "summary.csv" in csvs, answer["files"]
     for name in csvs:
@@ -79,3 +101,11 @@ def test_unknown_names_and_bad_settings_are_refused_without_a_traceback(tmp_path
     err = capsys.readouterr().err
     assert err.startswith("edalab run: ") and message in err and "Traceback" not in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_out_folder_that_cannot_be_created_is_refused_before_anything_runs(capsys):
+    started = time.monotonic()
+    assert main(["run", "polling-vs-push", "--quick", "--out", "/proc/edalab-cannot-write-here"]) == 2
+    err = capsys.readouterr().err
+    assert "--out /proc/edalab-cannot-write-here cannot be created" in err and "Traceback" not in err, err
+    assert time.monotonic() - started < 5  # refused, not run

@@ -44,6 +44,7 @@ import ast
 import inspect
 import json
 import math
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -306,6 +307,12 @@ def run_experiment(name: str, out: Path, *, quick: bool = False, settings: Mappi
     kwargs = {**(entry.quick if quick else {}), **chosen}
     kwargs["quick"] = True if quick else None  # not --quick: $EDALAB_QUICK decides, as in a notebook
     out = Path(out)
+    created = not out.exists()
+    try:  # before anything runs: a run whose results cannot be written is not worth starting
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out} cannot be created ({exc.strerror or exc}); choose a folder "
+                          f"you can write to.") from None
     if "run_dir" in parameters:
         kwargs["run_dir"] = out / "traces"
     if "progress" in parameters:
@@ -324,11 +331,16 @@ def run_experiment(name: str, out: Path, *, quick: bool = False, settings: Mappi
     print(f"Running {entry.name} (notebook {entry.notebook}){' in quick mode' if quick else ''}...",
           file=report, flush=True)
     started = time.monotonic()
-    if "lab" in parameters:
-        with edalab.start() as lab:
-            result = function(lab, **kwargs)
-    else:
-        result = function(**kwargs)
+    try:
+        if "lab" in parameters:
+            with edalab.start() as lab:
+                result = function(lab, **kwargs)
+        else:
+            result = function(**kwargs)
+    except ConfigError:
+        if created:  # refused settings: nothing ran, leave no empty folder behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     elapsed_s = time.monotonic() - started
     out.mkdir(parents=True, exist_ok=True)
     import pandas as pd
