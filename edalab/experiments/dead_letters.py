@@ -154,7 +154,8 @@ def retry_strategies(lab, *, methods: Sequence[str] = STRATEGIES, orders: int | 
                                                                    for o in mix], rate_per_s=rate_per_s))
     kinds = {seq: o["kind"] for seq, o in enumerate(mix)}
     retries_s = sum(min(1.0, backoff_ms / 1000 * 2 ** k) for k in range(max_attempts))
-    with sc.run(progress="poison orders" if progress else False) as run:
+    # The same events go to every strategy: the bar counts distinct orders cooked by anyone.
+    with sc.run(expect_events=len(mix) - p["poison"], progress="poison orders" if progress else False) as run:
         run.wait_finished("orders", timeout_s=len(mix) / rate_per_s + 30)
         run.until(lambda: _settled(sc, methods, kinds), timeout_s=p["poison"] * retries_s + 20, step_s=0.2)
         run.sleep(0.2)
