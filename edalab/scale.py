@@ -84,6 +84,12 @@ def _requests_per_s(method: str, clients, interval_s: float, rate_per_s: float):
 def calibrate(result) -> Calibration:
     """Fit the model's costs on a :class:`~edalab.experiments.ManyClientsResult` (its own run)."""
     s = result.measured()
+    # A saturated step (pollers answered less than asked, or a core's worth of server CPU)
+    # measures the machine's limit, not the cost per request: the model is fitted without it.
+    asked = s["clients"] / s["poll_interval_s"]
+    saturated = ((s["method"] == "rest-poll") & (s["requests_per_s"] < 0.85 * asked)) | (s["server_cpu_per_s"] >= 0.9)
+    if (~saturated).any():
+        s = s[~saturated]
     idle = result.idle_cpu_per_s()
     curves, push = {}, {}
     for method, rows in s.groupby("method"):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from edalab import _checks
 from edalab._config import new_run_dir, quick_mode
-from edalab._errors import ConfigError
+from edalab._errors import ConfigError, RoleError
 from edalab._events import new_event
 from edalab.harness import Scenario
 
@@ -67,7 +67,8 @@ def partitions_x_consumers(lab, *, trials: Sequence[tuple[int, int]] | None = No
     Args:
         lab: from :func:`edalab.start` (embedded broker, ``edalab up`` or a cluster).
         trials: (partitions, consumers) pairs (default (4, 1), (4, 2), (4, 4), (2, 4), (8, 8),
-            (16, 16): past what two cores carry; quick: (2, 2), (1, 2)).
+            (12, 12); quick: (2, 2), (1, 2)). A trial whose group never finishes joining
+            (every member assigned within 30 s) is a row with ``settled`` False.
         events: backlog per trial (default 800; quick 40).
         work_ms: each member's time per event (a wait), milliseconds.
         quick: the short CI version (default ``$EDALAB_QUICK``).
@@ -77,7 +78,7 @@ def partitions_x_consumers(lab, *, trials: Sequence[tuple[int, int]] | None = No
     import pandas as pd
 
     quick = quick_mode(quick)
-    default = ((2, 2), (1, 2)) if quick else ((4, 1), (4, 2), (4, 4), (2, 4), (8, 8), (16, 16))
+    default = ((2, 2), (1, 2)) if quick else ((4, 1), (4, 2), (4, 4), (2, 4), (8, 8), (12, 12))
     pairs = default if trials is None else trials
     if isinstance(pairs, (str, bytes)) or not all(isinstance(t, (tuple, list)) and len(t) == 2 for t in pairs):
         raise ConfigError(f"trials must be a list of (partitions, consumers) pairs, e.g. [(4, 2)], not {pairs!r}.")
@@ -103,8 +104,18 @@ def partitions_x_consumers(lab, *, trials: Sequence[tuple[int, int]] | None = No
                                                              "wait_for_assignment": consumers <= partitions},
                    ready_timeout_s=60.0)
         label = f"P={partitions} C={consumers}" if progress else False
-        with sc.run(expect_events=events, progress=label) as run:
-            run.until_delivered(events, group=group, timeout_s=events * work_ms / 1000 + 60)
+        try:
+            with sc.run(expect_events=events, progress=label) as run:
+                run.until_delivered(events, group=group, timeout_s=events * work_ms / 1000 + 60)
+        except RoleError as error:
+            if "was assigned" not in str(error):
+                raise
+            # The group never finished joining (seen with 16 members on the embedded broker):
+            # that is where this setup stops scaling, a finding, not a crash of the lesson.
+            rows.append({"method": "kafka", "partitions": partitions, "consumers": consumers,
+                         "active": min(partitions, consumers), "events": 0, "events_per_s": float("nan"),
+                         "one_member_per_s": 1000 / work_ms, "members_with_events": 0, "settled": False})
+            continue
         received = sc.recorder.received()
         done_s = (received["received_at_ns"].sort_values().to_numpy() - run.gate_ns) / 1e9
         # the middle 80 % of the backlog: without the group's last join and the tail
@@ -113,7 +124,7 @@ def partitions_x_consumers(lab, *, trials: Sequence[tuple[int, int]] | None = No
                      "active": min(partitions, consumers), "events": len(received),
                      "events_per_s": 0.8 * len(done_s) / max(hi - lo, 1e-3),
                      "one_member_per_s": 1000 / work_ms,
-                     "members_with_events": int(received["role"].nunique())})
+                     "members_with_events": int(received["role"].nunique()), "settled": True})
     summary = pd.DataFrame(rows)
     summary["speedup"] = summary["events_per_s"] / summary["one_member_per_s"]
     # 1 while every member that can hold a partition adds a member's worth; lower where the machine stops scaling
@@ -131,7 +142,8 @@ class PartitionsResult:
         summary: one row per trial: ``partitions``, ``consumers``, ``active``
             (min of the two: members that can hold a partition), ``events_per_s`` (the
             group's drain rate over the middle of the backlog), ``speedup`` (over one
-            member's ``1000 / work_ms``), ``members_with_events``.
+            member's ``1000 / work_ms``), ``efficiency`` (speedup per active member),
+            ``members_with_events``, ``settled`` (False: the group never finished joining).
         params: the settings, and which Kafka ran (``kafka``, ``kafka_mode``).
     """
 
