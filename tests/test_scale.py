@@ -19,8 +19,8 @@ from edalab.experiments.many_clients import many_clients_sweep
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """One small sweep (real server, real clients), shared by the checks below."""
-    return many_clients_sweep(clients=[20, 80], methods=["rest-poll", "sse"], poll_intervals_s=[0.2, 0.5],
-                              window_s=1.0, quick=True, progress=False,
+    return many_clients_sweep(clients=[20, 80], methods=["rest-poll", "sse"], poll_intervals_s=[0.2, 0.3], processes=1,
+                              window_s=0.8, quick=True, progress=False,
                               run_dir=tmp_path_factory.mktemp("many-clients"))
 
 

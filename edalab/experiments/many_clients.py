@@ -60,7 +60,7 @@ def _check(clients, methods, poll_intervals_s, update_rate_per_s, window_s, proc
     rate = _checks.number(6.0 if update_rate_per_s is None else update_rate_per_s, "update_rate_per_s",
                           unit="updates per second", positive=True, sensible=(0.2, 50))
     window_s = _checks.number((1.2 if quick else 4.0) if window_s is None else window_s, "window_s",
-                              unit="seconds", minimum=0.5, maximum=120, sensible=(1, 30))
+                              unit="seconds", minimum=0.5, maximum=120, sensible=(0.8, 30))
     processes = _checks.count(2 if processes is None else processes, "processes", minimum=1, maximum=16,
                               what="client processes")
     seed = _checks.count(seed, "seed")
@@ -122,7 +122,7 @@ def many_clients_sweep(lab=None, *, clients: Sequence[int] | None = None, method
     steps = _steps(p)
     root = Path(run_dir) if run_dir is not None else new_run_dir("many-clients")
     base_url = f"http://127.0.0.1:{free_port()}"
-    total_s = steps[-1]["end_s"] + 0.2
+    total_s = steps[-1]["end_s"]          # updates end with the last step: the producer is done before the service stops
     schedule_s = [t for t in poisson(int(total_s * p["update_rate_per_s"] * 1.5) + 10,
                                      p["update_rate_per_s"], p["seed"]) if t < total_s]
     sc = Scenario("many-clients", run_dir=root)
@@ -145,6 +145,7 @@ def many_clients_sweep(lab=None, *, clients: Sequence[int] | None = None, method
             run.sleep(max(w1 - run.elapsed_s(), 0.0))
             after = _server_sample(base_url, service)
             samples.append({"step": number, "before": before, "middle": middle, "after": after})
+        run.wait_finished("producer", timeout_s=30)
         for i in range(p["processes"]):
             run.wait_finished(f"clients-{i}", timeout_s=60)
     params = {**p, "run_dir": str(root), "settle_s": SETTLE_S, "steps": steps}
