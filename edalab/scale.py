@@ -65,6 +65,16 @@ class Calibration:
     memory_per_connection_bytes: float
     update_rate_per_s: float
     source: dict = field(default_factory=dict)
+    # updates per second during the idle step: the idle cost is mostly taking in updates
+    # (a POST each), so it is scaled by each step's own update rate
+    idle_update_rate_per_s: float = 0.0
+
+
+def _idle(calibration: Calibration, rate_per_s) -> float:
+    """Server CPU s/s without clients at ``rate_per_s`` updates per second."""
+    if calibration.idle_update_rate_per_s > 0 and rate_per_s is not None:
+        return calibration.idle_cpu_per_s * rate_per_s / calibration.idle_update_rate_per_s
+    return calibration.idle_cpu_per_s
 
 
 def _work_per_s(method: str, clients, interval_s: float, rate_per_s: float):
@@ -91,13 +101,15 @@ def calibrate(result) -> Calibration:
     if (~saturated).any():
         s = s[~saturated]
     idle = result.idle_cpu_per_s()
+    idle_rate = float(result.summary.loc[result.summary["method"] == "idle", "updates_per_s"].iloc[0])
     curves, push = {}, {}
     for method, rows in s.groupby("method"):
         if method != "rest-poll":              # push work needs updates: windows without any say nothing
             rows = rows[rows["updates_per_s"] > 0]
         x = _work_per_s(method, rows["clients"], rows["poll_interval_s"].fillna(1.0).to_numpy(),
                         rows["updates_per_s"].to_numpy())
-        y = np.maximum(rows["server_cpu_per_s"].to_numpy() - idle, 1e-6)
+        base = idle * rows["updates_per_s"].to_numpy() / idle_rate if idle_rate > 0 else idle
+        y = np.maximum(rows["server_cpu_per_s"].to_numpy() - base, 1e-6)
         if len(set(np.round(x))) > 1:
             b, log_a = np.polyfit(np.log(x), np.log(y), 1)
         else:
@@ -118,7 +130,8 @@ def calibrate(result) -> Calibration:
     memory = float(np.nanmax((s["server_rss_mb"].to_numpy() - idle_rss) * 2**20 / np.maximum(conn, 1)))
     return Calibration(idle, curves, max(response_ms, 0.1), push, max(memory, 1024.0),
                        float(result.params.get("update_rate_per_s", 10.0)),
-                       {"run_dir": result.params.get("run_dir"), "steps": len(s)})
+                       {"run_dir": result.params.get("run_dir"), "steps": len(s)},
+                       idle_update_rate_per_s=idle_rate if idle_rate > 0 else 0.0)
 
 
 def _check_method(method: str, calibration: Calibration) -> str:
@@ -129,19 +142,19 @@ def _check_method(method: str, calibration: Calibration) -> str:
     return method
 
 
-def _cpu_one(calibration: Calibration, method: str, work_per_s):
+def _cpu_one(calibration: Calibration, method: str, work_per_s, rate_per_s=None):
     """CPU s/s of one server process doing ``work_per_s``: the fitted curve up to the largest
     measured load, and beyond it that load's average cost per unit (no economy of scale
     the run did not show)."""
     a, b, x_top = calibration.cpu_curves[method]
     x = np.asarray(work_per_s, dtype=float)
-    return calibration.idle_cpu_per_s + np.where(x <= x_top, a * x ** b, a * x_top ** (b - 1) * x)
+    return _idle(calibration, rate_per_s) + np.where(x <= x_top, a * x ** b, a * x_top ** (b - 1) * x)
 
 
-def _work_max(calibration: Calibration, method: str, target: float) -> float:
+def _work_max(calibration: Calibration, method: str, target: float, rate_per_s=None) -> float:
     """The work per second one process carries at ``target`` CPU s/s."""
     a, b, x_top = calibration.cpu_curves[method]
-    budget = target - calibration.idle_cpu_per_s
+    budget = target - _idle(calibration, rate_per_s)
     if budget <= 0:
         raise ConfigError("cpu_target is below the server's idle cost: raise cpu_target.")
     if a * x_top ** b >= budget:
@@ -156,7 +169,7 @@ def servers_needed(calibration: Calibration, method: str, clients, *, poll_inter
     rate = calibration.update_rate_per_s if update_rate_per_s is None else update_rate_per_s
     clients = np.asarray(clients, dtype=float)
     # One server process per core (a Python server uses one core); each at the CPU target.
-    x_max = _work_max(calibration, method, limits.cpu_target) * limits.cores
+    x_max = _work_max(calibration, method, limits.cpu_target, rate) * limits.cores
     connections = _connections(method, clients, poll_interval_s, limits, calibration)
     need = {"cpu": np.ceil(_work_per_s(method, clients, poll_interval_s, rate) / x_max),
             "connections": np.ceil(connections / limits.max_connections),
@@ -197,8 +210,8 @@ def predict(calibration: Calibration, method: str, clients, *, poll_interval_s: 
                                              update_rate_per_s=rate, limits=limits)
     work = _work_per_s(method, n, interval, rate)
     processes = servers if one_server else servers * limits.cores
-    cpu = processes * _cpu_one(calibration, method, work / processes)
-    busy = np.clip(cpu / processes - calibration.idle_cpu_per_s, 0, 0.95)
+    cpu = processes * _cpu_one(calibration, method, work / processes, rate)
+    busy = np.clip(cpu / processes - _idle(calibration, rate), 0, 0.95)
     if method == "rest-poll":
         response = calibration.response_ms / (1 - busy)          # a busier server answers later
         mean = interval * 1000 / 2 + response
