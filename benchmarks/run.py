@@ -426,7 +426,9 @@ def scale_model_bench(quick: bool) -> dict:
     return {"scale_sweep_s": sweep_s, "scale_model_1m_clients_s": million_s,
             "scale_model_max_rel_error": scale.max_rel_error(sweep, calibration),
             "scale_model_max_rel_error_polling": scale.max_rel_error(sweep, calibration, methods=["rest-poll"]),
-            "scale_model_rel_error_by_quantity": by_quantity}
+            "scale_model_rel_error_by_quantity": by_quantity,
+            "scale_model_steps": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+                                  for row in table.to_dict("records")]}
 
 
 def scale_targets(r: dict) -> list[tuple[str | None, str, str, str, bool | None]]:
