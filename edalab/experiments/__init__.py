@@ -41,6 +41,7 @@ _WHERE = {
     "notification_vs_state": "event_content", "EventContentResult": "event_content", "rebuild_by_replay": "_event_sourcing", "RebuildResult": "_event_sourcing", "check_compatibility": "_event_fold", "ITEM_ADDED_SCHEMAS": "_event_fold", "apply_order_event": "_event_fold", "read_item_added_v1": "_event_fold",
     "many_clients_sweep": "many_clients", "ManyClientsResult": "_scale_analysis", "SCALE_METHODS": "many_clients",  # 11
     "partitions_x_consumers": "partitions_scaling", "PartitionsResult": "partitions_scaling",
+    "poll_client": "_scale_clients", "sse_client": "_scale_clients", "long_poll_client": "_scale_clients",
     # 12
     "restaurant_both_ways": "restaurant", "RestaurantResult": "restaurant", "add_event_restaurant": "restaurant",
 }

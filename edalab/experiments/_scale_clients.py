@@ -23,7 +23,7 @@ import json
 import random
 import time
 
-__all__ = ["watch_state", "OBSERVATION_COLUMNS", "STEP_COLUMNS"]
+__all__ = ["watch_state", "poll_client", "long_poll_client", "sse_client", "OBSERVATION_COLUMNS", "STEP_COLUMNS"]
 
 #: one row per poll answer (poll) or per event received (long-poll, sse)
 OBSERVATION_COLUMNS = ["step", "client", "sent_ns", "recv_ns", "seq", "produced_ns", "empty"]
@@ -47,7 +47,8 @@ def _seq_and_time(event: dict) -> tuple[int, int]:
     return int(event["seq"]), int(event["produced_at_ns"])
 
 
-async def _poll(i, host, port, key, interval_s, start_s, end_s, rows, counts):
+async def poll_client(i, host, port, key, interval_s, start_s, end_s, rows, counts):
+    """One polling client: ask for the state every ``interval_s`` on one keep-alive connection."""
     reader, writer = await asyncio.open_connection(host, port)
     try:
         next_s = start_s + random.uniform(0.0, interval_s)      # clients do not poll in step
@@ -77,7 +78,8 @@ async def _start_position(reader, writer, key) -> int:
     return int(body.get("position", -1))
 
 
-async def _long_poll(i, host, port, key, start_s, end_s, rows, counts):
+async def long_poll_client(i, host, port, key, start_s, end_s, rows, counts):
+    """One long-polling client: ask for what is after the last event seen; the server holds the question."""
     reader, writer = await asyncio.open_connection(host, port)
     try:
         after = await _start_position(reader, writer, key)
@@ -95,7 +97,8 @@ async def _long_poll(i, host, port, key, start_s, end_s, rows, counts):
         writer.close()
 
 
-async def _sse(i, host, port, key, start_s, end_s, rows, counts):
+async def sse_client(i, host, port, key, start_s, end_s, rows, counts):
+    """One SSE client: one request, then read the events the server pushes on the open stream."""
     reader, writer = await asyncio.open_connection(host, port)
     try:
         after = await _start_position(reader, writer, key)
@@ -119,11 +122,11 @@ async def _sse(i, host, port, key, start_s, end_s, rows, counts):
 
 async def _run_step(method, n, first, host, port, key, interval_s, start_s, end_s, rows, counts):
     if method == "poll":
-        tasks = [_poll(first + j, host, port, key, interval_s, start_s, end_s, rows, counts) for j in range(n)]
+        tasks = [poll_client(first + j, host, port, key, interval_s, start_s, end_s, rows, counts) for j in range(n)]
     elif method == "long-poll":
-        tasks = [_long_poll(first + j, host, port, key, start_s, end_s, rows, counts) for j in range(n)]
+        tasks = [long_poll_client(first + j, host, port, key, start_s, end_s, rows, counts) for j in range(n)]
     else:
-        tasks = [_sse(first + j, host, port, key, start_s, end_s, rows, counts) for j in range(n)]
+        tasks = [sse_client(first + j, host, port, key, start_s, end_s, rows, counts) for j in range(n)]
     tasks = [asyncio.ensure_future(t) for t in tasks]
     if not tasks:                                   # this process has no client in this step
         await asyncio.sleep(max(end_s - time.time(), 0.0))
