@@ -135,8 +135,13 @@ def many_clients_sweep(lab=None, *, clients: Sequence[int] | None = None, method
                                                     "process": i, "processes": p["processes"]},
                stop_timeout_s=30.0)
     samples = []
-    with sc.run(progress="many clients" if progress else False) as run:
+    from tqdm.auto import tqdm
+
+    # One bar over the steps (the run's own bar counts events, and this run has none to expect)
+    bar = tqdm(total=len(steps), desc="many clients", unit="step", disable=not progress, leave=False)
+    with sc.run(progress=False) as run:
         for number, step in enumerate(steps):
+            bar.set_postfix_str(f"{step['method']} N={step['clients']}")
             w0, w1 = step["window_start_s"], step["window_end_s"]
             run.sleep(max(w0 - run.elapsed_s(), 0.0))
             before = _server_sample(base_url, service)
@@ -145,6 +150,8 @@ def many_clients_sweep(lab=None, *, clients: Sequence[int] | None = None, method
             run.sleep(max(w1 - run.elapsed_s(), 0.0))
             after = _server_sample(base_url, service)
             samples.append({"step": number, "before": before, "middle": middle, "after": after})
+            bar.update()
+        bar.close()
         run.wait_finished("producer", timeout_s=30)
         for i in range(p["processes"]):
             run.wait_finished(f"clients-{i}", timeout_s=60)
