@@ -183,7 +183,7 @@ def learner_billing(ctx, spec, group="billing", work_ms=20.0, commit_interval_s=
         for delivery in batch:
             time.sleep(work_ms / 1000)
             billed.record(delivery._replace(received_at_ns=time.time_ns()))
-            subscriber.commit()
+            subscriber.commit(through=delivery)
     subscriber.close()
 
 

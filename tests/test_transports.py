@@ -541,3 +541,32 @@ def test_describe_transports_is_the_declared_capabilities():
         assert table.loc[name, ["durable", "groups", "replay", "key_ordering"]].to_dict() \
             == spec_class.capabilities.to_dict()
     assert not table.loc["http webhook", "replay"] and table.loc["http sse", "replay"]
+
+
+@pytest.mark.parametrize("method", ["kafka", "redis-stream", "nats-queue"])
+def test_commit_through_a_delivery_hands_back_only_up_to_it(lab, method):
+    """A consumer that commits after each event must not hand back the rest of its batch
+    (notebook 04's "commit after every order"): the next member gets exactly the rest."""
+    options = {"kafka": {"partitions": 1, "commit_each_receive": False}, "redis-stream": {"ack": False},
+               "nats-queue": {"ack_wait_s": 1.0}}[method]
+    spec = lab.transport(method, **options)
+    group = _name("group")
+    events = _events(6)
+    first = spec.subscriber(group)
+    first.wait_ready(10.0)
+    _publish(spec, events)
+    [got] = _collect([first], len(events))
+    assert len(got) == len(events)
+    by_seq = sorted(got, key=lambda d: d.event.seq)
+    first.commit(through=by_seq[1])           # two handled; a crash now
+    with pytest.raises(ExperimentError):
+        first.commit(through=by_seq[0])       # already handed back: one verdict per delivery
+    first.close()                             # no further commit: as if it died
+    with spec.subscriber(group) as second:
+        second.wait_ready(10.0)
+        again = second.take_over_pending()    # Streams: the dead member's pending entries
+        deadline = time.monotonic() + 15
+        while len({d.event.id for d in again}) < len(events) - 2 and time.monotonic() < deadline:
+            again += second.receive(0.5)
+        assert sorted({d.event.seq for d in again}) == [e.seq for e in events[2:]], again
+        second.commit()

@@ -123,7 +123,7 @@ def solution_billing(ctx, spec, group="billing", work_ms=20.0, commit_interval_s
         for delivery in batch:
             time.sleep(work_ms / 1000)
             billed.record(delivery._replace(received_at_ns=time.time_ns()))
-            subscriber.commit()                  # this order is billed: hand it back now
+            subscriber.commit(through=delivery)  # this order is billed: hand back up to it
             ctx.note("committed")
     subscriber.close()
 
@@ -232,8 +232,8 @@ def judge_duplicates(prediction, measured: DuplicatesRun | None) -> Feedback:
     yours, reference = measured.yours_duplicated, measured.reference_duplicated
     if measured.yours_lost:
         return Feedback(False, f"your billing lost {measured.yours_lost} orders: it committed orders "
-                               f"it had not billed yet. commit() hands back everything received so far, "
-                               f"so commit only after billing them.")
+                               f"it had not billed yet. commit() hands back everything received so far, the "
+                               f"rest of the batch too: commit(through=delivery) hands back up to one order.")
     if abs(value - yours) <= max(2.0, 0.25 * yours):
         return Feedback(True, f"you predicted {value:g}; your billing billed {yours} orders twice "
                               f"after the SIGKILL, the reference (commit every "

@@ -63,9 +63,9 @@ def billing(ctx, spec, group="billing", work_ms=20.0, commit_interval_s=1.0):
     subscriber.wait_ready(timeout_s=30)          # Kafka: join the group before listening
     in_hand = subscriber.take_over_pending()     # Streams: what a killed billing never acked
 
-    def commit():                                # hand back what is billed
+    def commit(through=None):                    # hand back what is billed (up to `through`)
         try:
-            subscriber.commit()
+            subscriber.commit(through)
             ctx.note("committed")
         except Exception as exc:                 # refused (a rebalance): billed again later
             ctx.note("commit_failed", error=repr(exc))

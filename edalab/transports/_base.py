@@ -114,14 +114,19 @@ class Subscriber(ABC):
         Must never block longer than ``timeout_s`` plus one network round trip.
         """
 
-    def commit(self) -> None:
+    def commit(self, through: Delivery | None = None) -> None:
         """Hand back what was received so far: it is processed, do not send it again.
 
-        Kafka commits the group's offsets; Redis Streams XACKs the entries received.
-        A no-op where there is nothing to hand back (pub/sub, HTTP): those
-        transports never deliver an event twice anyway. Call it after processing,
-        and before ``close()`` on a clean stop; a crashed consumer never gets to, so
-        what it received is delivered again (at-least-once) where ``durable``.
+        Kafka commits the group's offsets; Redis Streams XACKs the entries received; the
+        NATS queue acks them. A no-op where there is nothing to hand back (pub/sub,
+        HTTP): those transports never deliver an event twice anyway. Call it after
+        processing, and before ``close()`` on a clean stop; a crashed consumer never gets
+        to, so what it received is delivered again (at-least-once) where ``durable``.
+
+        ``through``: hand back only up to this delivery (one ``receive()`` returned it),
+        not the rest of its batch. A consumer that commits after each event must pass
+        it: a bare ``commit()`` after the first event of a batch of three would also hand
+        back the two not yet processed, and a crash then loses them (notebook 04).
         """
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:

@@ -38,7 +38,7 @@ from kafka import errors as kafka_errors
 from kafka.metrics.measurable_stat import AbstractMeasurableStat
 from kafka.structs import OffsetAndMetadata
 
-from edalab._errors import ConfigError, KafkaUnavailable
+from edalab._errors import ConfigError, ExperimentError, KafkaUnavailable
 from edalab._events import Event, MalformedEvent
 from edalab.transports._base import (
     Capabilities,
@@ -64,6 +64,10 @@ CLOSE_TIMEOUT_S = 5.0
 _ACKS = ("all", 0, 1)
 _Offsets = dict[TopicPartition, OffsetAndMetadata]
 _OFFSET_RESETS = ("earliest", "latest")
+
+
+#: positions of uncommitted deliveries kept for commit(through=...) at most
+_POSITIONS_KEPT = 100_000
 
 
 @dataclass(frozen=True)
@@ -402,6 +406,8 @@ class KafkaSubscriber(Subscriber):
         #: records skipped because they were not edalab events (MalformedEvent)
         self.malformed = 0
         self._uncommitted: _Offsets = {}
+        # where each delivery returned and not yet committed sits: id(delivery) -> (tp, next offset)
+        self._positions: dict[int, tuple[Any, Any]] = {}
         # Events polled by wait_ready(), handed out by the next receive().
         self._buffered: list[Delivery] = []
         self._buffered_offsets: _Offsets = {}
@@ -460,7 +466,9 @@ class KafkaSubscriber(Subscriber):
                     log.warning("Skipped a record that is not an edalab event at %s[%d] offset "
                                 "%d: %s", tp.topic, tp.partition, record.offset, exc)
                     continue
-                deliveries.append(Delivery(event, received_at_ns))
+                delivery = Delivery(event, received_at_ns)
+                deliveries.append(delivery)
+                self._positions[id(delivery)] = (tp, OffsetAndMetadata(record.offset + 1, "", -1))
             if batch:
                 offsets[tp] = OffsetAndMetadata(batch[-1].offset + 1, "", -1)
         self._polls += 1
@@ -526,8 +534,9 @@ class KafkaSubscriber(Subscriber):
         return {tp.partition for tp in self._consumer.assignment()}
 
     # -- offsets --------------------------------------------------------------------
-    def commit(self) -> None:
-        """Commit the offsets after every event returned so far (a synchronous request).
+    def commit(self, through: Delivery | None = None) -> None:
+        """Commit the offsets after every event returned so far (a synchronous request);
+        with ``through``, only its partition's offset just after that event.
 
         Does nothing on a replayer (:meth:`KafkaSpec.replayer`): it has no group
         position to keep. A commit the group refuses because this member was dropped
@@ -538,7 +547,15 @@ class KafkaSubscriber(Subscriber):
         """
         if self._manual or not self._uncommitted:
             return
-        offsets = dict(self._uncommitted)
+        if through is not None:
+            position = self._positions.get(id(through))
+            if position is None:
+                raise ExperimentError("commit(through=...) needs a delivery this subscriber's receive() "
+                                      "returned and that is not committed yet.")
+            tp, offset = position
+            offsets = {tp: offset}
+        else:
+            offsets = dict(self._uncommitted)
         try:
             self._consumer.commit(offsets, timeout_ms=self.spec.request_timeout_ms)
         except kafka_errors.CommitFailedError as exc:
@@ -557,6 +574,17 @@ class KafkaSubscriber(Subscriber):
         for tp, offset in offsets.items():
             if self._uncommitted.get(tp) == offset:
                 del self._uncommitted[tp]
+        self._forget_positions(offsets)
+
+    def _forget_positions(self, committed: _Offsets) -> None:
+        """Drop the positions of deliveries that ``committed`` covers (and the oldest, past a
+        bound, for a consumer that never commits: a fan-out reader, a replayer)."""
+        stale = [key for key, (tp, o) in self._positions.items()
+                 if tp in committed and o.offset <= committed[tp].offset]
+        for key in stale:
+            del self._positions[key]
+        while len(self._positions) > _POSITIONS_KEPT:
+            del self._positions[next(iter(self._positions))]
 
     def _commit_quietly(self, offsets: _Offsets) -> None:
         if self._manual or not offsets:
@@ -574,6 +602,7 @@ class KafkaSubscriber(Subscriber):
         for tp, offset in offsets.items():
             if self._uncommitted.get(tp) == offset:
                 del self._uncommitted[tp]
+        self._forget_positions(offsets)
 
     def lag(self) -> dict[int, int]:
         """Events not yet returned, per assigned partition: ``highwater - position``.
@@ -608,6 +637,7 @@ class KafkaSubscriber(Subscriber):
         tps = [TopicPartition(self.spec.topic, p) for p in sorted(partitions)]
         self._consumer.unsubscribe()
         self._uncommitted.clear()
+        self._positions.clear()
         self._buffered.clear()
         self._buffered_offsets.clear()
         self._manual = True

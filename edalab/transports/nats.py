@@ -669,18 +669,26 @@ class NatsQueueSubscriber(Subscriber):
                                   f"older than its last {_REMEMBERED} deliveries).")
         return int(entry[1].metadata.num_delivered)
 
-    def commit(self) -> None:
-        """Ack every message received and not yet settled, and wait until JetStream has them all."""
+    def commit(self, through: Delivery | None = None) -> None:
+        """Ack every message received and not yet settled (with ``through``: up to that
+        delivery, in the order they were received), and wait until JetStream has them all."""
         if not self._unsettled:
             return
-        messages = [msg for _delivery, msg in self._unsettled.values()]
+        keys = list(self._unsettled)
+        if through is not None:
+            if id(through) not in self._unsettled or self._unsettled[id(through)][0] is not through:
+                raise ExperimentError("commit(through=...) needs a delivery this subscriber's receive() "
+                                      "returned and that is not settled yet.")
+            keys = keys[: keys.index(id(through)) + 1]
+        messages = [self._unsettled[key][1] for key in keys]
         timeout_s = self.spec.request_timeout_s
 
         async def ack_all() -> None:
             await asyncio.gather(*(m.ack_sync(timeout=timeout_s) for m in messages))
 
         self._client.call(ack_all(), timeout_s * 2)
-        self._unsettled.clear()
+        for key in keys:
+            del self._unsettled[key]
 
     @property
     def unsettled(self) -> int:

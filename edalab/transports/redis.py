@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from edalab._errors import ConfigError, RedisUnavailable
+from edalab._errors import ConfigError, ExperimentError, RedisUnavailable
 from edalab._events import Event, MalformedEvent
 from edalab.transports._base import (
     Capabilities,
@@ -433,6 +433,8 @@ class RedisStreamSubscriber(Subscriber):
         #: entries skipped because they are not edalab events (logged, acknowledged)
         self.malformed = 0
         self._unacked: list[bytes] = []
+        # id(delivery) -> its entry id, for commit(through=delivery); cleared when all are acked
+        self._entry_of: dict[int, bytes] = {}
         # The socket must outwait the longest BLOCK, or redis-py reports a timeout.
         self._client = _client(spec.url, spec.max_block_ms / 1000 + spec.request_timeout_s)
         with _redis_errors(spec.url):
@@ -463,6 +465,7 @@ class RedisStreamSubscriber(Subscriber):
             answers = pipe.execute()
         if acking:
             self._unacked.clear()
+            self._entry_of.clear()
         self.counters.requests += 1
         received_at_ns = self._now_ns()
         entries = [entry for _stream, stream_entries in (answers[-1] or [])
@@ -491,16 +494,28 @@ class RedisStreamSubscriber(Subscriber):
                 log.warning("Skipped entry %r of stream %r, not an edalab event: %s",
                             entry_id, self.spec.stream, exc)
                 continue
-            deliveries.append(Delivery(event, received_at_ns))
+            delivery = Delivery(event, received_at_ns)
+            deliveries.append(delivery)
+            self._entry_of[id(delivery)] = entry_id
         return deliveries
 
-    def commit(self) -> None:
-        """XACK every entry returned so far: they leave the group's pending list."""
+    def commit(self, through: Delivery | None = None) -> None:
+        """XACK every entry returned so far (with ``through``: up to that delivery's entry,
+        in the order they were returned): they leave the group's pending list."""
         if not self._unacked:
             return
+        upto = len(self._unacked)
+        if through is not None:
+            entry_id = self._entry_of.get(id(through))
+            if entry_id not in self._unacked:
+                raise ExperimentError("commit(through=...) needs a delivery this subscriber's receive() "
+                                      "returned and that is not committed yet.")
+            upto = self._unacked.index(entry_id) + 1
         with _redis_errors(self.spec.url):
-            self._client.xack(self.spec.stream, self.group, *self._unacked)
-        self._unacked.clear()
+            self._client.xack(self.spec.stream, self.group, *self._unacked[:upto])
+        del self._unacked[:upto]
+        if not self._unacked:
+            self._entry_of.clear()
 
     def take_over_pending(self) -> list[Delivery]:
         """Take over every entry of this group still pending at any member (XAUTOCLAIM).
