@@ -212,18 +212,32 @@ def broker_killed_and_restarted(transport: str, run_dir: Path, *, down_s: float 
     the AOF before it answers, so a process kill loses nothing acknowledged (an OS
     crash could lose the last second: ``appendfsync everysec``). Only Redis here: the
     embedded Tansu on memory forgets everything (docs/brokers.md item 8) and on S3 has
-    its own items (11, 12) measured by notebook 08.
+    its own items (11, 12) measured by notebook 08. NATS (``nats-queue``): JetStream
+    keeps its stream in a file store that the restart keeps, and a message leaves it only
+    when acked.
     """
-    assert transport in ("redis-stream", "redis-pubsub")
+    assert transport in ("redis-stream", "redis-pubsub", "nats-queue")
     from edalab.transports.redis import RedisPubSubSpec, RedisStreamSpec
 
-    server = RedisServer(appendonly=True, log_dir=run_dir / f"redis-{transport}").start()
+    name = f"chaos-{uuid.uuid4().hex[:8]}"
+    if transport == "nats-queue":
+        from types import SimpleNamespace
+
+        from edalab._nats_server import NatsServer
+        from edalab.transports.nats import NatsQueueSpec
+
+        server = NatsServer(log_dir=run_dir / "nats").start()
+    else:
+        server = RedisServer(appendonly=True, log_dir=run_dir / f"redis-{transport}").start()
     old_pids = []
     try:
-        name = f"chaos-{uuid.uuid4().hex[:8]}"
-        spec = (RedisStreamSpec(url=server.url, stream=name, request_timeout_s=2.0, max_block_ms=500)
-                if transport == "redis-stream" else
-                RedisPubSubSpec(url=server.url, channel=name, request_timeout_s=2.0))
+        if transport == "nats-queue":
+            spec = NatsQueueSpec.from_lab(SimpleNamespace(nats_url=server.url), name, request_timeout_s=2.0,
+                                          ack_wait_s=2.0)
+        elif transport == "redis-stream":
+            spec = RedisStreamSpec(url=server.url, stream=name, request_timeout_s=2.0, max_block_ms=500)
+        else:
+            spec = RedisPubSubSpec(url=server.url, channel=name, request_timeout_s=2.0)
         duration_s = 1.0 + down_s + after_s
         sc = edalab.Scenario("chaos-broker", run_dir=run_dir / f"broker-{transport}")
         sc.add("orders", chaos_produce, kwargs={"spec": spec, "rate_per_s": rate_per_s,

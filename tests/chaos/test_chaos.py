@@ -51,7 +51,7 @@ def test_kafka_member_paused_past_its_session_loses_nothing(lab, run_dir):
     check(row, durable=True)
 
 
-@pytest.mark.parametrize("transport", ["redis-stream", "redis-pubsub"])
+@pytest.mark.parametrize("transport", ["redis-stream", "nats-queue", "redis-pubsub"])
 def test_broker_sigkilled_and_restarted(run_dir, transport):
     row = scenarios.broker_killed_and_restarted(transport, run_dir, down_s=0.5, after_s=1.0)
     check(row, durable=transport in scenarios.DURABLE)
