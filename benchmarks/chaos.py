@@ -98,7 +98,7 @@ def main() -> int:
             row = scenarios.consumer_paused_past_its_session(lab, transport, run_dir, pause_s=pause_s)
             rows.append({**row, "verdict": verdict(row, 0)})
             print(rows[-1], flush=True)
-    for transport in ("redis-stream", "redis-pubsub"):
+    for transport in ("redis-stream", "nats-queue", "redis-pubsub"):
         row = scenarios.broker_killed_and_restarted(transport, run_dir, down_s=1.0)
         rows.append({**row, "verdict": verdict(row, 0)})
         print(rows[-1], flush=True)
@@ -134,8 +134,10 @@ def write(path: Path, rows: list[dict], auto: list[dict], command: str, took_s: 
         "commits after each batch. Faults: the consumer SIGKILLed again and again (restarted",
         "0.3 s later each time; on Redis Streams the restarted member takes over its",
         "predecessor's pending entries); one of two members paused (SIGSTOP) past its",
-        "session, then resumed; the broker (Redis with its append-only file) SIGKILLed and",
-        "started again on the same port a second later, producer and consumer reconnecting.",
+        "session, then resumed; the broker (Redis with its append-only file, or NATS on its",
+        "JetStream file store) SIGKILLed and started again on the same port a second later,",
+        "producer and consumer reconnecting. The Kafka broker's kill and restart is notebook",
+        "08's experiment (Tansu on a local S3 store; in memory it forgets everything).",
         "",
         "Columns: **sent** events the producer tried to publish; **acked** those the",
         "transport accepted; **delivered** distinct acked events a consumer recorded;",
