@@ -19,7 +19,7 @@ from pathlib import Path
 
 from edalab.harness import Run, Scenario
 
-__all__ = ["kill_after_commit", "wait_settled", "ledger_counts", "read_ids"]
+__all__ = ["kill_after_commit", "wait_settled", "ledger_counts"]
 
 
 def kill_after_commit(run: Run, sc: Scenario, consumers: Sequence[str], *, handled: int,
@@ -141,23 +141,3 @@ def ledger_counts(entries: Sequence[str], produced_ids: set[str]) -> dict[str, i
     distinct = set(mine)
     return {"effects": len(mine), "lost": len(produced_ids - distinct),
             "duplicate_effects": len(mine) - len(distinct)}
-
-
-def read_ids(spec, expect: int, timeout_s: float, quiet_s: float = 1.0) -> set[str]:
-    """The ids of the events a brand-new reader finds from the beginning of ``spec``'s topic.
-
-    Stops once ``expect`` ids are read (no waiting for a quiet second when the count is
-    known), or after ``quiet_s`` without a new event, or at ``timeout_s``.
-    """
-    reader = spec.replayer("beginning")
-    ids: set[str] = set()
-    deadline, quiet_since = time.monotonic() + timeout_s, time.monotonic()
-    try:
-        while len(ids) < expect and time.monotonic() < deadline and time.monotonic() - quiet_since < quiet_s:
-            batch = reader.receive(0.2)
-            if batch:
-                quiet_since = time.monotonic()
-            ids.update(d.event.id for d in batch)
-    finally:
-        reader.close()
-    return ids

@@ -32,6 +32,7 @@ from edalab._errors import ConfigError, EdalabError
 from edalab._lazy import lazy_module
 from edalab.harness import Scenario
 from edalab.workloads import steady
+from edalab.experiments._result import MethodRows
 
 pd = lazy_module("pandas")
 
@@ -110,7 +111,7 @@ def poison_producer(ctx, spec, schedule_s, poison_seqs, keys=8):
 
 
 @dataclass
-class QueueLogResult:
+class QueueLogResult(MethodRows):
     """What :func:`queue_vs_log` measured.
 
     Attributes:
@@ -129,12 +130,6 @@ class QueueLogResult:
     summary: pd.DataFrame
     new_group: dict[str, str]
     params: dict[str, Any] = field(default_factory=dict)
-
-    def row(self, method: str) -> dict:
-        rows = self.summary[self.summary["method"] == method]
-        if not len(rows):
-            raise ConfigError(f"No method {method!r} in this result; it has {list(self.summary['method'])}.")
-        return rows.iloc[0].to_dict()
 
     def table(self) -> pd.DataFrame:
         return self.summary.set_index("method").round({"latency_p50_ms": 0, "latency_max_ms": 0})
@@ -215,7 +210,7 @@ def queue_vs_log(lab, *, methods: Sequence[str] = QUEUE_METHODS, events: int | N
 
 def _after(sc: Scenario, lab, methods, specs: dict, dead_specs: dict, poison: frozenset):
     """Count from the traces; then ask each broker what is left and let a new group try."""
-    from edalab.experiments._delivery_kill import read_ids
+    from edalab.experiments._survival import read_all
 
     produced, received, took = sc.recorder.produced(), sc.recorder.received(), sc.recorder.table("took")
     life = sc.recorder.lifecycle()
@@ -233,10 +228,10 @@ def _after(sc: Scenario, lab, methods, specs: dict, dead_specs: dict, poison: fr
         taken_by_b = took[(took["role"] == b) & took["event_id"].isin(held) & (took["at_ns"] > kill_ns)]
         spec = specs[method]
         if spec.capabilities.replay:
-            read_again = len(read_ids(spec, len(sent), 5.0) & set(sent["event_id"]))
+            read_again = len(read_all(spec, 5.0, expect=len(sent)) & set(sent["event_id"]))
             new_group[method] = (f"a new group read {read_again} of {len(sent)} orders from the beginning: "
                                  f"the log keeps them (until retention), whoever read them before")
-            dead = len(read_ids(dead_specs[method], len(poison), 5.0))
+            dead = len(read_all(dead_specs[method], 5.0, expect=len(poison)))
             left = read_again
         else:
             read_again = 0

@@ -125,13 +125,18 @@ def _write_kill_read(own: Lab, kind: str, events: int, read_timeout_s: float) ->
             "acked_per_s": acked_per_s, "restart_s": server.ready_in_s}
 
 
-def read_all(spec, timeout_s: float) -> set[str]:
-    """The ids of every event a new reader finds from the beginning (it stops after 1 s of quiet)."""
+def read_all(spec, timeout_s: float, *, expect: int | None = None, quiet_s: float = 1.0) -> set[str]:
+    """The ids of every event a brand-new reader finds from the beginning of ``spec``'s topic.
+
+    Stops after ``quiet_s`` without a new event, at ``timeout_s``, or as soon as
+    ``expect`` ids are read when the count is known (no quiet second to wait out).
+    """
     reader = spec.replayer("beginning")
     ids: set[str] = set()
     deadline, quiet_since = time.monotonic() + timeout_s, time.monotonic()
     try:
-        while time.monotonic() < deadline and time.monotonic() - quiet_since < 1.0:
+        while ((expect is None or len(ids) < expect) and time.monotonic() < deadline
+               and time.monotonic() - quiet_since < quiet_s):
             batch = reader.receive(0.2)
             if batch:
                 quiet_since = time.monotonic()

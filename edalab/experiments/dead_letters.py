@@ -30,10 +30,11 @@ from edalab import _checks
 from edalab._config import quick_mode
 from edalab._errors import ConfigError
 from edalab._lazy import lazy_module
-from edalab.experiments._delivery_kill import read_ids
+from edalab.experiments._survival import read_all
 from edalab.experiments._delivery_roles import STRATEGIES, kitchen, retrier, send_orders
 from edalab.harness import Scenario
 from edalab.workloads import menu, order_trace, poison_orders
+from edalab.experiments._result import MethodRows
 
 pd = lazy_module("pandas")
 
@@ -71,7 +72,7 @@ def _table_of(text: str) -> int:
 
 
 @dataclass
-class RetryResult:
+class RetryResult(MethodRows):
     """What :func:`retry_strategies` measured.
 
     Attributes:
@@ -88,12 +89,6 @@ class RetryResult:
     summary: pd.DataFrame
     samples: pd.DataFrame
     params: dict[str, Any] = field(default_factory=dict)
-
-    def row(self, method: str) -> dict:
-        rows = self.summary[self.summary["method"] == method]
-        if not len(rows):
-            raise ConfigError(f"No method {method!r} in this result; it has {list(self.summary['method'])}.")
-        return rows.iloc[0].to_dict()
 
     def table(self) -> pd.DataFrame:
         return self.summary.set_index("method").round({"latency_p50_ms": 0, "latency_max_ms": 0})
@@ -159,7 +154,7 @@ def retry_strategies(lab, *, methods: Sequence[str] = STRATEGIES, orders: int | 
         run.wait_finished("orders", timeout_s=len(mix) / rate_per_s + 30)
         run.until(lambda: _settled(sc, methods, kinds), timeout_s=p["poison"] * retries_s + 20, step_s=0.2)
         run.sleep(0.2)
-    dead_ids = {method: read_ids(spec, p["poison"], 5.0) for method, spec in dead_specs.items()}
+    dead_ids = {method: read_all(spec, 5.0, expect=p["poison"]) for method, spec in dead_specs.items()}
     summary, samples = _analyse(sc, methods, kinds, dead_ids)
     return RetryResult(summary, samples, p)
 

@@ -30,11 +30,11 @@ from pathlib import Path
 
 from edalab import _checks
 from edalab._config import quick_mode
-from edalab._errors import ConfigError
 from edalab.experiments._chain_roles import guest
 from edalab.experiments._restaurant_analysis import analyse_restaurant, served_orders
 from edalab.experiments._restaurant_roles import SERVICES, event_service, orders_service, rest_service
 from edalab.harness import Scenario
+from edalab.experiments._result import MethodRows
 
 __all__ = ["restaurant_both_ways", "RestaurantResult", "add_event_restaurant", "evening", "METHODS"]
 
@@ -44,7 +44,7 @@ _GUEST_CONCURRENCY = 64  # orders a guest may have waiting at once: enough for t
 
 
 @dataclass
-class RestaurantResult:
+class RestaurantResult(MethodRows):
     """What :func:`restaurant_both_ways` measured (notebook 12).
 
     Attributes:
@@ -73,10 +73,7 @@ class RestaurantResult:
 
     def row(self, method: str) -> dict:
         """The summary row of ``method`` as a dict (counts as whole numbers)."""
-        rows = self.summary[self.summary["method"] == method]
-        if rows.empty:
-            raise ConfigError(f"No method {method!r} in this result; it has {list(self.summary['method'])}.")
-        return {k: (int(v) if k in _COUNTS else v) for k, v in rows.iloc[0].to_dict().items()}
+        return {k: (int(v) if k in _COUNTS else v) for k, v in super().row(method).items()}
 
 
 _COUNTS = ("orders", "served", "waited", "failed", "lost", "cooked_twice")

@@ -35,6 +35,7 @@ from edalab.experiments._chain_analysis import CHAIN, analyse_chain, backlog_row
 from edalab.experiments._chain_roles import event_service, guest, http_service
 from edalab.harness import Scenario
 from edalab.roles import produce
+from edalab.experiments._result import MethodRows
 
 __all__ = ["CHAIN", "EVENT_METHODS", "chain_vs_events", "ChainResult", "scale_consumers", "ScaleResult"]
 
@@ -44,7 +45,7 @@ _TOPIC_OPTIONS = {"kafka": lambda partitions: {"partitions": partitions}}
 
 
 @dataclass
-class ChainResult:
+class ChainResult(MethodRows):
     """What :func:`chain_vs_events` measured (notebook 07).
 
     Attributes:
@@ -65,13 +66,6 @@ class ChainResult:
     summary: object
     down_s: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
-
-    def row(self, method: str) -> dict:
-        """The summary row of ``method`` as a dict."""
-        rows = self.summary[self.summary["method"] == method]
-        if rows.empty:
-            raise ConfigError(f"No method {method!r} in this result; it has {list(self.summary['method'])}.")
-        return rows.iloc[0].to_dict()
 
 
 def _validate(rate_per_s, duration_s, kill_at_s, down_s, work_ms, quick):
