@@ -50,7 +50,7 @@ from edalab._lazy import lazy_module
 np = lazy_module("numpy")
 pd = lazy_module("pandas")
 
-from edalab._errors import ConfigError
+from edalab._errors import ConfigError, ExperimentError
 from edalab._events import Event
 from edalab.transports._base import Counters, Delivery
 
@@ -182,8 +182,15 @@ class TraceWriter:
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerow([row[name] for name in self.fieldnames])
         with self._lock:
-            self._file.write(buffer.getvalue())
-            self._file.flush()
+            try:
+                self._file.write(buffer.getvalue())
+                self._file.flush()
+            except OSError as exc:  # ENOSPC (disk full), EFBIG (a size limit), EIO...
+                raise ExperimentError(
+                    f"Could not write the run's trace {self.path} ({exc.strerror or exc}). The disk "
+                    f"holding the run folder is full or limited: free some space, or move the runs "
+                    f"elsewhere with EDALAB_RUNS_DIR (or run_dir=)."
+                ) from exc
 
     def close(self) -> None:
         """Close the file (rows are already with the OS; closing loses nothing)."""

@@ -13,8 +13,8 @@ disk that fills up during a run. There is no small tmpfs to fill on CI machines,
 run directory where nothing can be written is one under a regular file and one under
 /proc, and a disk filling up is RLIMIT_FSIZE on the run (writes past it fail with
 EFBIG, "File too large", as writes to a full disk fail with ENOSPC). The role then
-stops with a RoleError whose log tail ends with the OS's reason; a message of
-edalab's own would need an error class for the recorder (reported, not done here).
+stops with a RoleError whose log tail ends with the recorder's ExperimentError: the OS's
+reason, and what to do (free space, or EDALAB_RUNS_DIR).
 """
 
 from __future__ import annotations
@@ -190,3 +190,4 @@ def test_a_full_disk_under_a_run_stops_the_role_with_the_reason_within_5_s(tmp_p
     took_s = float(line.split()[1])
     assert took_s < WITHIN_S
     assert "RoleError" in line and "'orders'" in out.stdout and "File too large" in out.stdout
+    assert "Could not write the run's trace" in out.stdout and "EDALAB_RUNS_DIR" in out.stdout
