@@ -396,6 +396,20 @@ class Lab:
         self.stop()
 
 
+def _one_server(address, check, up, up_key: str, make, address_attr: str, servers: list):
+    """One service for :func:`start`: the address given (checked), else ``edalab up``'s if
+    it answers, else an embedded server started now (appended to ``servers``, so a later
+    failure stops it). Returns ``(address, mode)``."""
+    if address:
+        check(address)
+        return address, ELSEWHERE
+    if up and _up_answers(up, up_key):
+        return up[up_key], UP
+    server = make().start()
+    servers.append(server)
+    return getattr(server, address_attr), EMBEDDED
+
+
 def start(*, kafka_bootstrap: str | None = None, redis_url: str | None = None,
           nats_url: str | None = None, start_timeout_s: float | None = None, use_up: bool = True) -> Lab:
     """Find or start the course's Kafka-protocol broker, Redis and NATS (see module docs).
@@ -425,33 +439,13 @@ def start(*, kafka_bootstrap: str | None = None, redis_url: str | None = None,
     up = read_up_state() if use_up else None
     servers: list = []
     try:
-        if kafka_bootstrap:
-            check_kafka(kafka_bootstrap)
-            kafka_mode = ELSEWHERE
-        elif up and _up_answers(up, "kafka_bootstrap"):
-            kafka_bootstrap, kafka_mode = up["kafka_bootstrap"], UP
-        else:
-            server = KafkaServer(start_timeout_s=timeout_s).start()
-            servers.append(server)
-            kafka_bootstrap, kafka_mode = server.bootstrap, EMBEDDED
-        if redis_url:
-            check_redis(redis_url)
-            redis_mode = ELSEWHERE
-        elif up and _up_answers(up, "redis_url"):
-            redis_url, redis_mode = up["redis_url"], UP
-        else:
-            server = RedisServer(start_timeout_s=timeout_s).start()
-            servers.append(server)
-            redis_url, redis_mode = server.url, EMBEDDED
-        if nats_url:
-            check_nats(nats_url)
-            nats_mode = ELSEWHERE
-        elif up and _up_answers(up, "nats_url"):
-            nats_url, nats_mode = up["nats_url"], UP
-        else:
-            server = NatsServer(start_timeout_s=timeout_s).start()
-            servers.append(server)
-            nats_url, nats_mode = server.url, EMBEDDED
+        kafka_bootstrap, kafka_mode = _one_server(kafka_bootstrap, check_kafka, up, "kafka_bootstrap",
+                                                  lambda: KafkaServer(start_timeout_s=timeout_s),
+                                                  "bootstrap", servers)
+        redis_url, redis_mode = _one_server(redis_url, check_redis, up, "redis_url",
+                                            lambda: RedisServer(start_timeout_s=timeout_s), "url", servers)
+        nats_url, nats_mode = _one_server(nats_url, check_nats, up, "nats_url",
+                                          lambda: NatsServer(start_timeout_s=timeout_s), "url", servers)
     except BaseException:
         for server in servers:
             server.stop()
