@@ -16,6 +16,7 @@ from typing import Any
 import ipywidgets as w
 
 from edalab._errors import EdalabError
+from edalab.widgets._progress import in_output_area
 
 __all__ = ["experiment_widget", "show_figure"]
 
@@ -47,7 +48,8 @@ def experiment_widget(controls: Mapping[str, w.ValueWidget], run: Callable[..., 
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                result = run(**values)
+                # the run's progress bar shows under the button, not in JupyterLab's log
+                result = in_output_area(out, lambda: run(**values))
             for warning in caught:
                 # What the learner can act on (a unit mix-up), not libraries' deprecation notes.
                 if not issubclass(warning.category, (DeprecationWarning, PendingDeprecationWarning)):

@@ -7,7 +7,6 @@ import ipywidgets as w
 from edalab.experiments.downtime import METHODS, STOP_MODES, listener_down
 from edalab.plots.downtime import lag_over_time, outcome_bars
 from edalab.widgets._base import experiment_widget, show_figure
-from edalab.widgets._progress import in_output_area
 
 __all__ = ["listener_down_widget", "COLUMNS"]
 
@@ -33,10 +32,9 @@ def listener_down_widget(lab, billing=None) -> w.VBox:
 
     def run(methods, stop_modes, down_s, rate_per_s, work_ms):
         kwargs = {} if billing is None else {"billing": billing}
-        # the run's progress bar shows under the button
-        return in_output_area(box, lambda: listener_down(
+        return listener_down(
             lab, methods=list(methods), stop_modes=list(stop_modes), down_s=down_s, rate_per_s=rate_per_s,
-            work_ms=work_ms, quick=None, progress=True, **kwargs))
+            work_ms=work_ms, quick=None, progress=True, **kwargs)
 
     def show(result, out):
         import matplotlib.pyplot as plt

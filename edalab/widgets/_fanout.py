@@ -8,7 +8,6 @@ from edalab.experiments.competing import competing_consumers
 from edalab.experiments.fanout import FANOUT_TRANSPORTS, SERVICE_NAMES, fan_out
 from edalab.plots.fanout import events_per_member, fan_out_deliveries, key_routing
 from edalab.widgets._base import experiment_widget, show_figure
-from edalab.widgets._progress import in_output_area
 
 __all__ = ["fan_out_widget", "competing_consumers_widget"]
 
@@ -25,10 +24,9 @@ def fan_out_widget(lab) -> w.VBox:
     }
 
     def run(services, transports, events, rate_per_s):
-        # the run's progress bar shows under the button
-        return in_output_area(box, lambda: fan_out(
+        return fan_out(
             lab, services=list(services), transports=list(transports), events=events, rate_per_s=rate_per_s,
-            quick=False, progress=True))
+            quick=False, progress=True)
 
     def show(result, out):
         import matplotlib.pyplot as plt
@@ -58,9 +56,8 @@ def competing_consumers_widget(lab) -> w.VBox:
     }
 
     def run(members, partitions, keys, events):
-        # the run's progress bar shows under the button
-        return in_output_area(box, lambda: competing_consumers(
-            lab, members=members, partitions=partitions, keys=keys, events=events, quick=False))
+        return competing_consumers(
+            lab, members=members, partitions=partitions, keys=keys, events=events, quick=False)
 
     def show(result, out):
         import matplotlib.pyplot as plt

@@ -1,4 +1,4 @@
-"""Run an experiment with its progress bar inside a widget's output area (notebooks 01, 03, 04)."""
+"""Run an experiment with its progress bar inside a widget's output area (every widget)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import ipywidgets as w
 __all__ = ["in_output_area"]
 
 
-def in_output_area(box, call: Callable[[], Any]) -> Any:
-    """``call()`` with what it displays (tqdm's notebook bar) shown in ``box.output``.
+def in_output_area(output: w.Output, call: Callable[[], Any]) -> Any:
+    """``call()`` with what it displays (tqdm's notebook bar) shown in ``output``.
 
     Why: a Run button's callback has no cell of its own, so a bar displayed from it would
     land in JupyterLab's log, not under the button. The bar goes into an area of its own,
@@ -21,7 +21,7 @@ def in_output_area(box, call: Callable[[], Any]) -> Any:
     :func:`~edalab.widgets.experiment_widget`, which writes it as one line.
     """
     area = w.Output()
-    box.output.append_display_data(area)
+    output.append_display_data(area)
     failed: list[BaseException] = []
     try:
         with area:

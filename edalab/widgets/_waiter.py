@@ -7,7 +7,6 @@ import ipywidgets as w
 from edalab.experiments.waiter import METHODS, waiter_analogy
 from edalab.plots.waiter import calls_per_order, delay_per_order
 from edalab.widgets._base import experiment_widget, show_figure
-from edalab.widgets._progress import in_output_area
 
 __all__ = ["waiter_widget"]
 
@@ -30,11 +29,10 @@ def waiter_widget(lab, waiter=None) -> w.VBox:
     }
 
     def run(methods, orders, cook_time_mean_s, poll_interval_s, order_rate_per_s):
-        # the run's progress bar shows under the button
-        return in_output_area(box, lambda: waiter_analogy(
+        return waiter_analogy(
             lab, methods=list(methods), orders=orders, cook_time_mean_s=cook_time_mean_s,
             poll_intervals_s=[poll_interval_s], order_rate_per_s=order_rate_per_s, waiter=waiter, quick=False,
-            progress=True))
+            progress=True)
 
     def show(result, out):
         import matplotlib.pyplot as plt
