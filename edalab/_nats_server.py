@@ -173,7 +173,6 @@ class NatsServer(ServerProcess):
         super().__init__(binary, **options)
         #: JetStream's store folder while the server has one (created by start)
         self.store_dir: str | None = None
-        self._keep_store = False
 
     def command(self, port: int) -> list[str]:
         if self.store_dir is None:
@@ -193,15 +192,8 @@ class NatsServer(ServerProcess):
         except OSError:
             return False
 
-    def restart(self, *, kill: bool = True) -> "NatsServer":
-        """Kill (or stop) and start again on the same port and the same JetStream store."""
-        self._keep_store = True
-        try:
-            return super().restart(kill=kill)
-        finally:
-            self._keep_store = False
-
     def _on_exit(self) -> None:
-        if not self._keep_store and self.store_dir is not None:
+        # restart() (kill or stop, then start on the same port) keeps the JetStream store
+        if not self._restarting and self.store_dir is not None:
             shutil.rmtree(self.store_dir, ignore_errors=True)
             self.store_dir = None
