@@ -73,7 +73,7 @@ def load_run(lab, transport: str, rate_per_s: float, duration_s: float, *, timeo
         run.until_delivered(len(schedule_s), roles=["consumer"], timeout_s=timeout_s)
         drained_s = run.elapsed_s() - sent_by_s
         rss_growth = _rss_mb() - rss_before
-        watcher_ids = len(run.watcher._produced) + sum(len(ids) for ids in run.watcher._by_role.values())
+        watcher_ids = run.watcher.produced + run.watcher.delivered()  # the ids it holds
     received = sc.recorder.received()
     produced = sc.recorder.produced()
     notes = sc.recorder.notes(role="consumer")
