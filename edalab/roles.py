@@ -395,7 +395,8 @@ def produce(ctx: RoleContext, spec, schedule_s: list[float], event_type: str = "
 
 
 def consume(ctx: RoleContext, spec, group: str | None = None, receive_timeout_s: float = 0.1,
-            counters_every_s: float = 0.25, wait_for_assignment: bool = True) -> None:
+            counters_every_s: float = 0.25, wait_for_assignment: bool = True,
+            take_over: bool = False) -> None:
     """Consumer role: receive until asked to stop, recording every delivery and its cost.
 
     A clean stop (``Role.stop``) commits what was received (``Subscriber.commit``:
@@ -406,6 +407,12 @@ def consume(ctx: RoleContext, spec, group: str | None = None, receive_timeout_s:
     legitimately get no partition (more members than partitions). Records that are
     not edalab events are skipped by the subscriber and their number noted
     (``ctx.note("malformed skipped", count=...)``) when the role ends.
+
+    ``take_over=True`` is for the only member of its group, restarted after a kill: it
+    first takes over what its killed predecessor received but never acknowledged
+    (``Subscriber.take_over_pending``: Redis Streams' XAUTOCLAIM; Kafka and the NATS
+    queue redeliver such events by themselves). Left False where members run side by
+    side, as it would take in-flight events from a live member.
     """
     subscriber = spec.subscriber(group)
     trace = ctx.recorder.consumer_trace(ctx.name, group)
@@ -416,6 +423,9 @@ def consume(ctx: RoleContext, spec, group: str | None = None, receive_timeout_s:
     ctx.ready()
     next_write = time.monotonic() + counters_every_s
     try:
+        for delivery in subscriber.take_over_pending() if take_over else ():
+            trace.record(delivery)
+            received += 1
         while not ctx.stopping:
             for delivery in subscriber.receive(receive_timeout_s):
                 trace.record(delivery)

@@ -11,6 +11,7 @@ import time
 import psutil
 import pytest
 
+import edalab
 from edalab import Recorder, Role, RoleError, Scenario, workloads
 from edalab.roles import consume, produce
 from edalab.transports.http import BackgroundServer, EventServiceSpec, event_service_app
@@ -103,3 +104,22 @@ def test_roles_die_with_their_sigkilled_owner(tmp_path):
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     finally:
         owner.kill()
+
+
+@pytest.mark.parametrize("take_over", [False, True])
+def test_a_restarted_stream_consumer_takes_over_what_its_killed_predecessor_held(lab, tmp_path, take_over):
+    """A member killed between XREADGROUP and XACK leaves its entries pending under its own
+    name: a restart under a new name never reads them again, unless it takes them over."""
+    spec = lab.transport("redis-stream")
+    predecessor = spec.subscriber("billing")  # stands for the killed member: received, never acked
+    publisher = spec.publisher()
+    publisher.publish(edalab.new_event("order.placed", "order-1", {"order": 1}, producer="test", seq=0))
+    publisher.close()
+    held = predecessor.receive(5.0)
+    assert len(held) == 1
+    predecessor.close()  # no commit(): as after a SIGKILL
+    sc = Scenario(run_dir=tmp_path)
+    sc.add("billing", consume, kwargs={"spec": spec, "group": "billing", "take_over": take_over})
+    with sc.run(progress=False) as run:
+        got = run.until_delivered(1, roles=["billing"], timeout_s=3 if take_over else 1.5)
+    assert got == take_over

@@ -137,7 +137,8 @@ def webhook_outage(lab, *, broker: str = "kafka", rate_per_s: float = 20.0, befo
         sc.add(sender, webhook_sender, kwargs=dict(url=f"http://127.0.0.1:{port}/hook", schedule_s=schedule_s,
                                                    retry=policy, attempt_timeout_s=p["attempt_timeout_s"]))
     sender, receiver = pairs[method_broker]
-    sc.add(receiver, consume, kwargs=dict(spec=spec, group="billing"), ready_timeout_s=40.0)
+    # The only member of its group, killed and restarted: it takes over what it held unacknowledged.
+    sc.add(receiver, consume, kwargs=dict(spec=spec, group="billing", take_over=True), ready_timeout_s=40.0)
     sc.add(sender, produce, kwargs=dict(spec=spec, schedule_s=schedule_s, event_type="order.placed"))
     receivers = [r for _, r in pairs.values()]
     with sc.run(expect_events=len(schedule_s), progress="receiver down" if progress else False) as run:
