@@ -1,4 +1,4 @@
-"""Shared fixtures: one embedded Lab per test session, isolated ``edalab up`` state."""
+"""Shared fixtures: one embedded Lab per test session (the isolated state: ../conftest.py)."""
 
 from __future__ import annotations
 
@@ -12,21 +12,8 @@ import pytest
 import edalab
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _isolated_state(tmp_path_factory):
-    """Keep tests away from a learner's own ``edalab up`` and EDALAB_* settings."""
-    saved = {k: v for k, v in os.environ.items() if k.startswith("EDALAB_")}
-    for k in saved:
-        if k != "EDALAB_QUICK":
-            del os.environ[k]
-    os.environ["EDALAB_STATE_DIR"] = str(tmp_path_factory.mktemp("edalab-state"))
-    yield
-    os.environ.pop("EDALAB_STATE_DIR", None)
-    os.environ.update(saved)
-
-
 @pytest.fixture(scope="session")
-def lab(_isolated_state):
+def lab():
     """Embedded Kafka-protocol broker and Redis, shared by the tests of one run."""
     with edalab.start(use_up=False) as lab:
         yield lab
