@@ -410,8 +410,12 @@ def scale_model_bench(quick: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="edalab-bench-scale-") as run_dir:
         t = time.perf_counter()
         # Longer windows and three client counts than the notebook's quick run: every method
-        # then has more steps than the model fits numbers to, so each is a real check.
+        # then has more steps than the model fits numbers to, so each is a real check. Push's
+        # mean delay is a mean over updates (every client learns one update together, and one
+        # scheduler hiccup moves them all): 8 updates/s over 9 s gives each push step ~70 of
+        # them, where 6/s over 3 s gave ~18 and one step's mean moved by 20-40 %.
         sweep = many_clients_sweep(clients=(30, 60, 120) if quick else (30, 60, 120, 240), window_s=3.0,
+                                   push_window_s=9.0, update_rate_per_s=8.0,
                                    poll_intervals_s=(0.2, 1.0), methods=("rest-poll", "long-poll", "sse"),
                                    quick=quick, progress=False, run_dir=run_dir)
         sweep_s = time.perf_counter() - t

@@ -8,13 +8,26 @@ real clients) and predicts the same quantities for any N, per method:
   ``x`` is the server's work per second: requests for REST polling and long polling,
   pushed events (clients x updates) for SSE. ``a`` and ``b`` are fitted per method on
   the run (``b < 1`` when a busier server handles several requests per wake-up);
-* **requests/s**: ``N / interval`` (polling), ``N x update rate`` (long polling: one
-  answer and a new question per update), about 0 (SSE: one request per connection);
+* **requests/s**: ``N / interval`` (polling), about 0 (SSE: one request per connection);
+  long polling answers each client once per update, *unless* the next update comes
+  while the server is still answering the last one: a client whose answer was not yet
+  written gets both in one answer. With the server busy ``S`` per update (below), that
+  leaves ``N (1 - exp(-λS)) / (λS)`` answers per update: ``N x update rate`` for rare
+  updates, at most ``N / S`` (one per fan-out) when they come faster than it;
 * **open connections** and **memory**: one keep-alive connection per client (a poller
   whose interval is longer than the server's keep-alive reconnects each time instead),
   memory per connection measured;
 * **delay**: polling ``interval / 2 + response``; push ``d0 + k * clients per server``
-  (one server writes to its clients one after the other), both fitted on the run;
+  (one server writes to its clients one after the other), fitted on the run, plus the
+  time an update waits while the server still writes the one before: the server
+  process is one queue whose job per update is its *fan-out* ``S = clients x CPU per
+  answer`` (from the CPU curve, no new parameter), so with updates at random moments
+  the mean wait is Pollaczek-Khinchine's ``λ S² / (2 (1 - λS))``. It is why push's
+  delay grows faster than linearly with clients: ``S`` grows with N and the wait with
+  ``S²``. (Long polling feels it most: its answer costs a request, five times an SSE
+  event.) The line is fitted per core-second: each step's delay over its *stretch*,
+  ``1 + run-queue wait / CPU`` of the server (the scheduler's counters), so a run on a
+  busy machine calibrates a server with a core of its own;
 * **waste and staleness** of polled state with updates at random moments (rate λ):
   an answer is unchanged with probability ``exp(-λT)``; the copy is stale, and an
   update is never seen, a share ``1 - (1 - exp(-λT)) / (λT)`` of the time.
@@ -84,11 +97,50 @@ def _work_per_s(method: str, clients, interval_s: float, rate_per_s: float):
     return clients * rate_per_s                 # long-poll: answers; sse: pushed events
 
 
-def _requests_per_s(method: str, clients, interval_s: float, rate_per_s: float):
+def _requests_per_s(method: str, clients, interval_s: float, rate_per_s: float, fanout_s=None):
     clients = np.asarray(clients, dtype=float)
     if method == "sse":
         return clients * 0.0
+    if method == "long-poll" and fanout_s is not None:
+        return clients * _answers_per_update(rate_per_s, fanout_s) * rate_per_s
     return _work_per_s(method, clients, interval_s, rate_per_s)
+
+
+def _answers_per_update(rate_per_s: float, fanout_s):
+    """Long polling: the share of clients that get a separate answer per update. A client
+    at place ``u`` (0..1) of a fan-out of ``S`` seconds takes the next update into the same
+    answer when it comes within ``uS``: on average ``(1 - exp(-λS)) / (λS)`` answers per update."""
+    x = np.maximum(np.asarray(rate_per_s * fanout_s, dtype=float), 1e-9)
+    return -np.expm1(-x) / x
+
+
+def _wait_ms(rate_per_s: float, fanout_s):
+    """Mean wait (ms) of an update behind the fan-out of earlier ones: M/D/1 (updates at
+    random moments, a fan-out of ``fanout_s`` each), Pollaczek-Khinchine's λS²/(2(1-λS));
+    the load λS is capped at 0.95 (past it the model adds servers)."""
+    fanout_s = np.asarray(fanout_s, dtype=float)
+    load = np.minimum(rate_per_s * fanout_s, 0.95)
+    return 1000 * rate_per_s * fanout_s ** 2 / (2 * (1 - load))
+
+
+def _fanout_s(calibration: "Calibration", method: str, clients_per_process, rate_per_s: float):
+    """Seconds one server process is busy per update: its clients x its CPU per answer
+    (or per pushed event) at that load, from the fitted CPU curve (idle cost left out)."""
+    n = np.asarray(clients_per_process, dtype=float)
+    x = np.maximum(n * rate_per_s, 1e-9)
+    per_unit_s = (_cpu_one(calibration, method, x, None) - _idle(calibration, None)) / x
+    return n * per_unit_s
+
+
+def _stretch(rows) -> np.ndarray:
+    """Wall seconds per CPU second of the server in each measured step: ``1 + run-queue wait /
+    CPU`` (the scheduler's own counters). A server sharing 2 cores with its clients, and on a
+    busy machine with other work, waits for a core: its fan-out then lasts that much longer.
+    1 where the run did not measure it."""
+    if "server_wait_per_s" not in rows:
+        return np.ones(len(rows))
+    wait = rows["server_wait_per_s"].to_numpy(float) / np.maximum(rows["server_cpu_per_s"].to_numpy(float), 1e-9)
+    return 1 + np.nan_to_num(np.clip(wait, 0, None), nan=0.0)
 
 
 def calibrate(result) -> Calibration:
@@ -108,6 +160,8 @@ def calibrate(result) -> Calibration:
             rows = rows[rows["updates_per_s"] > 0]
         x = _work_per_s(method, rows["clients"], rows["poll_interval_s"].fillna(1.0).to_numpy(),
                         rows["updates_per_s"].to_numpy())
+        if method == "long-poll":               # the answers the server wrote (updates coalesce)
+            x = rows["requests_per_s"].to_numpy(float)
         base = idle * rows["updates_per_s"].to_numpy() / idle_rate if idle_rate > 0 else idle
         y = np.maximum(rows["server_cpu_per_s"].to_numpy() - base, 1e-6)
         if len(set(np.round(x))) > 1:
@@ -118,13 +172,22 @@ def calibrate(result) -> Calibration:
         if method != "rest-poll":
             timed = rows.dropna(subset=["latency_mean_ms"])
             n, d = timed["clients"].to_numpy(float), timed["latency_mean_ms"].to_numpy()
+            # The fan-out line is fitted on a server with a core of its own (each step's delay
+            # over its stretch), without the wait behind earlier updates, which the model adds
+            # from the CPU per answer (its own term, not a fitted one).
+            partial = Calibration(idle, {method: curves[method]}, 1.0, {}, 1.0, 1.0)
+            rate, stretch = timed["updates_per_s"].to_numpy(float), _stretch(timed)
+            d = (d - _wait_ms(rate, _fanout_s(partial, method, n, rate))) / stretch
             k, d0 = np.polyfit(n, d, 1) if len(set(n)) > 1 else (0.0, float(d.mean()))
-            push[method] = (float(d0), float(max(k, 0.0)))    # d0 may fit below 0; delays are floored
-    # A poll's answer time as the delay shows it (mean delay - interval / 2), averaged over
-    # the polling steps: the clients' own timestamps include their process's queueing.
+            if d0 < 0:                  # no delay below zero at few clients: the line through 0
+                k, d0 = float(np.dot(n, d) / np.dot(n, n)), 0.0
+            push[method] = (float(d0), float(max(k, 0.0)))
+    # A poll's answer time as the delay shows it (mean delay - interval / 2), the median over
+    # the polling steps (one starved step does not set it): the clients' own timestamps
+    # include their process's queueing.
     polls = s[s["method"] == "rest-poll"]
     offsets = (polls["latency_mean_ms"] - polls["poll_interval_s"] * 500).dropna()
-    response_ms = float(offsets.mean()) if len(offsets) else 1.0
+    response_ms = float(offsets.median()) if len(offsets) else 1.0
     conn = s["open_connections"].to_numpy(float)
     idle_rss = float(result.summary.loc[result.summary["method"] == "idle", "server_rss_mb"].iloc[0])
     memory = float(np.nanmax((s["server_rss_mb"].to_numpy() - idle_rss) * 2**20 / np.maximum(conn, 1)))
@@ -188,13 +251,15 @@ def _connections(method, clients, interval_s, limits, calibration):
 
 def predict(calibration: Calibration, method: str, clients, *, poll_interval_s: float = 1.0,
             update_rate_per_s: float | None = None, limits: ServerLimits = ServerLimits(),
-            one_server: bool = False) -> pd.DataFrame:
+            one_server: bool = False, stretch: float = 1.0) -> pd.DataFrame:
     """The model's numbers for each N in ``clients`` (a list or array; vectorised).
 
     ``one_server=True`` keeps every client on one server (what a measured step did);
     otherwise servers are added as :func:`servers_needed` says, and CPU and delays are
     those of the servers sharing the load. Columns as in the measured summary, plus
-    ``servers`` and ``bottleneck``.
+    ``servers`` and ``bottleneck``. ``stretch``: wall seconds per CPU second of a server
+    (1: a core of its own; :func:`agreement` passes each measured step's, as the scheduler
+    counted it), which lengthens push's fan-out and so its delay and long polling's sharing.
     """
     method = _check_method(method, calibration)
     interval = _checks.number(poll_interval_s, "poll_interval_s", unit="seconds", positive=True)
@@ -208,8 +273,11 @@ def predict(calibration: Calibration, method: str, clients, *, poll_interval_s: 
     else:
         servers, bottleneck = servers_needed(calibration, method, n, poll_interval_s=interval,
                                              update_rate_per_s=rate, limits=limits)
-    work = _work_per_s(method, n, interval, rate)
     processes = servers if one_server else servers * limits.cores
+    stretch = _checks.number(stretch, "stretch", unit="wall seconds per CPU second", minimum=1.0)
+    fanout_s = _fanout_s(calibration, method, n / processes, rate) if method != "rest-poll" else np.zeros_like(n)
+    requests = _requests_per_s(method, n, interval, rate, fanout_s)
+    work = requests if method == "long-poll" else _work_per_s(method, n, interval, rate)
     cpu = processes * _cpu_one(calibration, method, work / processes, rate)
     busy = np.clip(cpu / processes - _idle(calibration, rate), 0, 0.95)
     if method == "rest-poll":
@@ -222,14 +290,14 @@ def predict(calibration: Calibration, method: str, clients, *, poll_interval_s: 
         missed = stale
     else:
         d0, per_client = calibration.push_delay_ms[method]
-        fan = per_client * n / processes        # each process writes to its clients in turn
-        mean = np.maximum(d0 + fan, calibration.response_ms)   # never faster than one answer
+        fan = stretch * per_client * n / processes        # each process writes to its clients in turn
+        mean = stretch * d0 + fan
+        mean = mean + _wait_ms(rate, fanout_s)  # behind the fan-out of the updates before
         p50, p99 = mean, mean + 0.98 * fan
         wasted = np.zeros_like(n)
         stale = np.minimum(rate * mean / 1000, 1.0)
         missed = np.zeros_like(n)
     connections = _connections(method, n, interval, limits, calibration)
-    requests = _requests_per_s(method, n, interval, rate)
     return pd.DataFrame({
         "method": method, "poll_interval_s": interval if method == "rest-poll" else np.nan, "clients": n,
         "servers": servers, "bottleneck": bottleneck, "server_cpu_per_s": cpu,
@@ -288,7 +356,12 @@ def simulate(calibration: Calibration, method: str, clients: int = 1_000_000, *,
 
 
 def agreement(result, calibration: Calibration | None = None) -> pd.DataFrame:
-    """Measured vs predicted (one server, each step's own update rate) for every measured step.
+    """Measured vs predicted (one server, each step's own update rate and stretch) for every measured step.
+
+    The stretch (wall seconds per CPU second of the server, from its run-queue wait) is
+    what the step's machine gave the server: on 2 cores shared with the clients, and
+    with other work, a server waits for a core, and push's fan-out lasts that much
+    longer. The model is calibrated per core-second and compared at the step's stretch.
 
     Relative errors ``(predicted - measured) / measured`` of server CPU, requests/s (where
     any were made) and mean delay; the run's own calibration unless one is given.
@@ -299,14 +372,16 @@ def agreement(result, calibration: Calibration | None = None) -> pd.DataFrame:
     """
     cal = calibrate(result) if calibration is None else calibration
     rows = []
-    for _, m in result.measured().iterrows():
+    measured = result.measured()
+    for (_, m), stretch in zip(measured.iterrows(), _stretch(measured)):
         interval = m["poll_interval_s"] if m["method"] == "rest-poll" else 1.0
         # a window without updates (random moments) measured no delay; its rate is then the run's
         rate = m["updates_per_s"] if m["updates_per_s"] > 0 else cal.update_rate_per_s
         p = predict(cal, m["method"], [m["clients"]], poll_interval_s=interval,
-                    update_rate_per_s=rate, one_server=True).iloc[0]
+                    update_rate_per_s=rate, one_server=True, stretch=float(stretch)).iloc[0]
         asked = m["clients"] / m["poll_interval_s"] if m["method"] == "rest-poll" else np.nan
         row = {"method": m["method"], "poll_interval_s": m["poll_interval_s"], "clients": m["clients"],
+               "stretch": float(stretch),
                "saturated": bool(m["requests_per_s"] < 0.85 * asked or m["server_cpu_per_s"] >= 0.9)}
         for col in ("server_cpu_per_s", "requests_per_s", "latency_mean_ms"):
             row[f"measured_{col}"], row[f"predicted_{col}"] = m[col], p[col]

@@ -73,16 +73,55 @@ def test_parameters_are_checked_before_anything_starts():
         many_clients_sweep(methods="sse")
     with pytest.raises(ConfigError):
         many_clients_sweep(clients=[10], poll_intervals_s=[0])
+    with pytest.raises(ConfigError):
+        many_clients_sweep(clients=[10], push_window_s=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", EdalabWarning)
         with pytest.raises(EdalabWarning):
             many_clients_sweep(clients=[10], poll_intervals_s=[20.0])  # 20 ms typed as seconds
 
 
+def test_push_waits_behind_the_fan_out_before_and_long_polls_share_answers(run):
+    """The convex part of push's delay and long polling's coalesced answers come from the CPU
+    per answer (no fitted number): fan-out S = clients x CPU per answer, an M/D/1 wait behind
+    it, and (1 - e^-λS) / (λS) answers per client and update."""
+    calibration = scale.calibrate(run)
+    # 0.2 ms of server CPU per answer, a flat 5 ms delay line: the fan-out of 200 clients is 40 ms
+    lp = dataclasses.replace(calibration, cpu_curves={**calibration.cpu_curves, "long-poll": (2e-4, 1.0, 1e9)},
+                             push_delay_ms={**calibration.push_delay_ms, "long-poll": (5.0, 0.0)}, response_ms=0.1)
+    n = [10, 50, 200]
+    rare = scale.predict(lp, "long-poll", n, update_rate_per_s=0.01, one_server=True)
+    fast = scale.predict(lp, "long-poll", n, update_rate_per_s=20, one_server=True)
+    # rare updates: one answer per client and update, and no wait (the delay line alone)
+    assert (rare["requests_per_s"] / (rare["clients"] * 0.01)).between(0.99, 1.0).all(), rare
+    assert (rare["latency_mean_ms"] - 5.0).abs().max() < 0.05, rare
+    # 20 updates/s: fewer answers than clients x rate, the more clients the fewer; never more than one
+    # per fan-out; the wait grows much faster than N (λS = 0.04, 0.2, 0.8)
+    share = fast["requests_per_s"] / (fast["clients"] * 20)
+    assert share.is_monotonic_decreasing and share.iloc[-1] < 0.8 and share.iloc[0] > 0.97, fast
+    assert (fast["requests_per_s"] <= fast["clients"] / (fast["clients"] * 2e-4)).all(), fast
+    wait_ms = fast["latency_mean_ms"] - 5.0
+    assert wait_ms.iloc[2] > 30 * wait_ms.iloc[1] > 0, fast
+    assert wait_ms.iloc[2] == pytest.approx(1000 * 20 * 0.04 ** 2 / (2 * (1 - 0.8)), rel=0.01)
+
+
 def test_the_exercise_runs_the_learners_choice_through_the_model(run):
     calibration = scale.calibrate(run)
     assert n11.check_chooser(n11.reference_choose, calibration)
     assert not n11.check_chooser(lambda c, b: {"method": "sse"}, calibration)
+    assert not n11.check_chooser(lambda c, b: {"method": "rest-poll", "poll_interval_s": 1.0}, calibration)
+    # on any plausible calibration (a loaded machine's, a faster one's) push answers one budget and
+    # polling the other, so neither "always push" nor "always poll every second" passes
+    for poll_cost, push_cost, push_delay in ((1, 1, 1), (0.3, 1, 1), (4, 1, 1), (1, 0.01, 1), (1, 20, 1), (1, 1, 3)):
+        curves = {m: (a * (poll_cost if m == "rest-poll" else push_cost), b, x)
+                  for m, (a, b, x) in calibration.cpu_curves.items()}
+        other = dataclasses.replace(calibration, cpu_curves=curves, push_delay_ms={
+            m: (d0 * push_delay, k * push_delay) for m, (d0, k) in calibration.push_delay_ms.items()})
+        rare, fast = n11.example_budgets(other)
+        assert n11.reference_choose(other, rare)["method"] == "sse", (poll_cost, push_cost, push_delay)
+        assert n11.reference_choose(other, fast)["method"] == "rest-poll", (poll_cost, push_cost, push_delay)
+        assert not n11.check_chooser(lambda c, b: {"method": "sse"}, other)
+        assert not n11.check_chooser(lambda c, b: {"method": "rest-poll", "poll_interval_s": 1.0}, other)
     assert not n11.check_chooser(None, calibration)
     assert not n11.check_chooser(lambda c, b: 1 / 0, calibration)
     budget = n11.example_budgets(calibration)[0]

@@ -8,13 +8,17 @@ different machine gets budgets it can meet) and judges each choice with
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from edalab.exercises import Feedback, read_number
 
 __all__ = ["check_choice", "check_chooser", "example_budgets", "hint", "solution", "reference_choose"]
 
-_INTERVALS_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+_INTERVALS_S = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+# Push first: where push and polling need as many servers, the budget's answer is push
+# (it also has the shorter delay).
+_PUSH_METHODS = ("sse", "long-poll")
 
 
 def check_choice(calibration, budget: dict, choice) -> Feedback:
@@ -50,11 +54,12 @@ def check_choice(calibration, budget: dict, choice) -> Feedback:
     return Feedback(True, f"{what}: {p['servers']:.0f} server(s), mean delay {p['latency_mean_ms']:.0f} ms.")
 
 
-def _cheapest_within(calibration, budget: dict) -> dict | None:
+def _cheapest_within(calibration, budget: dict, methods=(*_PUSH_METHODS, "rest-poll")) -> tuple | None:
+    """(servers, choice) of the fewest servers whose mean delay is within the budget, or None."""
     from edalab import scale
 
     best = None
-    for method in scale.METHODS:
+    for method in methods:
         if method not in calibration.cpu_curves:
             continue
         for interval in (_INTERVALS_S if method == "rest-poll" else (1.0,)):
@@ -66,15 +71,50 @@ def _cheapest_within(calibration, budget: dict) -> dict | None:
 
 
 def example_budgets(calibration) -> list[dict]:
-    """Budgets a choice can meet on this calibration: a rarely changing status that must arrive within seconds,
-    and a fast-changing value that may be seconds old."""
-    budgets = []
-    for clients, rate, delay_ms in ((200_000, 0.01, 1500.0), (1_000_000, 20.0, 4000.0)):
-        budget = {"clients": clients, "update_rate_per_s": rate, "max_delay_ms": delay_ms}
+    """Two budgets built from this calibration: push is the answer to the first, polling to the second.
+
+    * **rare**: a status of 200,000 clients that changes 0.01 times a second and must be
+      known within a second (or just above push's own predicted delay, if that is longer). Push
+      holds a connection per client and sends almost nothing; polling fast enough for
+      that delay asks 200,000 / interval questions a second, which takes more servers.
+    * **fast**: a value for 1,000,000 clients that changes 20 times a second and may be
+      two minutes old. Polling every two minutes holds no connection between polls
+      (longer than the server's keep-alive), so a server or two carry it; push holds a
+      million connections whatever its CPU costs, so the connection cap alone needs
+      ``clients / max_connections`` servers.
+
+    The reasons are a connection count and a ratio of request rates, not this machine's
+    speed or load; the split is checked here (a calibration without a push method gets
+    the same budgets, unchecked). ``max_servers`` is the fewest servers within the delay.
+    """
+    from edalab import scale
+    from edalab._errors import ConfigError
+
+    push = [m for m in _PUSH_METHODS if m in calibration.cpu_curves]
+    rare = {"clients": 200_000, "update_rate_per_s": 0.01, "max_delay_ms": 1000.0}
+    if push:
+        push_delay_ms = min(float(scale.predict(calibration, m, [rare["clients"]],
+                                                update_rate_per_s=rare["update_rate_per_s"])
+                                  ["latency_mean_ms"].iloc[0]) for m in push)
+        # push must be able to meet it (the same model judges, so 100 ms more is enough); any
+        # longer and polling slowly enough for it would need fewer servers
+        rare["max_delay_ms"] = max(rare["max_delay_ms"], 100.0 * (math.ceil(push_delay_ms / 100) + 1))
+    fast = {"clients": 1_000_000, "update_rate_per_s": 20.0, "max_delay_ms": 120_000.0}
+    for budget in (rare, fast):
         best = _cheapest_within(calibration, budget)
         budget["max_servers"] = float(best[0]) if best else float("inf")
-        budgets.append(budget)
-    return budgets
+    if push and "rest-poll" in calibration.cpu_curves:
+        # strictly: a choice of the other kind within the delay needs more servers than the budget
+        poll_rare = _cheapest_within(calibration, rare, ("rest-poll",))
+        push_fast = _cheapest_within(calibration, fast, push)
+        if not (poll_rare is None or poll_rare[0] > rare["max_servers"]) or not (
+                push_fast is None or push_fast[0] > fast["max_servers"]):
+            raise ConfigError("this calibration's costs do not tell push from polling on the example budgets "
+                              f"(rare status: polling {poll_rare}, push budget {rare['max_servers']:g} servers; "
+                              f"fast value: push {push_fast}, polling budget {fast['max_servers']:g}): its "
+                              "per-request cost is far from a Python server's (see calibration.cpu_curves); "
+                              "rerun the sweep.")
+    return [rare, fast]
 
 
 def check_chooser(choose: Callable, calibration, budgets: list[dict] | None = None) -> Feedback:
@@ -102,16 +142,18 @@ def reference_choose(calibration, budget: dict) -> dict:
 
 
 def hint() -> str:
-    return ("Try each method (and polling at several intervals) with edalab.scale.predict(calibration, "
-            "method, [budget['clients']], poll_interval_s=..., update_rate_per_s=budget['update_rate_per_s']) "
-            "and keep the one with the fewest servers whose latency_mean_ms is within the budget.")
+    return ("Try each method (and polling at intervals from 0.1 s to a few minutes) with "
+            "edalab.scale.predict(calibration, method, [budget['clients']], poll_interval_s=..., "
+            "update_rate_per_s=budget['update_rate_per_s']) and keep the one with the fewest servers whose "
+            "latency_mean_ms is within the budget. Look at the bottleneck column too: a poller that waits "
+            "longer than the server's keep-alive holds no connection between polls.")
 
 
 def solution() -> str:
     return ("def choose(calibration, budget):\n"
             "    best = None\n"
             "    for method, interval in [('sse', 1.0), ('long-poll', 1.0)] + "
-            "[('rest-poll', t) for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60)]:\n"
+            "[('rest-poll', t) for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)]:\n"
             "        p = edalab.scale.predict(calibration, method, [budget['clients']], poll_interval_s=interval,\n"
             "                                 update_rate_per_s=budget['update_rate_per_s']).iloc[0]\n"
             "        if p['latency_mean_ms'] <= budget['max_delay_ms'] and (best is None or p['servers'] < best[0]):\n"

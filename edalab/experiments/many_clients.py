@@ -45,7 +45,8 @@ QUICK_INTERVALS_S = (0.2, 0.5)
 FULL_INTERVALS_S = (0.1, 0.25, 1.0)
 
 
-def _check(clients, methods, poll_intervals_s, update_rate_per_s, window_s, processes, quick, seed) -> dict:
+def _check(clients, methods, poll_intervals_s, update_rate_per_s, window_s, processes, quick, seed,
+           push_window_s=None) -> dict:
     quick = quick_mode(quick)
     clients = [_checks.count(n, f"clients[{i}]", minimum=1, maximum=5000, sensible_max=1000, what="clients")
                for i, n in enumerate(_checks.numbers(
@@ -61,12 +62,14 @@ def _check(clients, methods, poll_intervals_s, update_rate_per_s, window_s, proc
                           unit="updates per second", positive=True, sensible=(0.2, 50))
     window_s = _checks.number((1.2 if quick else 4.0) if window_s is None else window_s, "window_s",
                               unit="seconds", minimum=0.5, maximum=120, sensible=(0.8, 30))
+    push_window_s = window_s if push_window_s is None else _checks.number(
+        push_window_s, "push_window_s", unit="seconds", minimum=0.5, maximum=120, sensible=(0.8, 30))
     processes = _checks.count(2 if processes is None else processes, "processes", minimum=1, maximum=16,
                               what="client processes")
     seed = _checks.count(seed, "seed")
     return dict(quick=quick, clients=sorted(set(clients)), methods=list(dict.fromkeys(methods)),
                 poll_intervals_s=sorted(set(intervals), reverse=True), update_rate_per_s=rate,
-                window_s=window_s, processes=processes, seed=seed)
+                window_s=window_s, push_window_s=push_window_s, processes=processes, seed=seed)
 
 
 def _steps(p: dict) -> list[dict]:
@@ -84,8 +87,9 @@ def _steps(p: dict) -> list[dict]:
         # starts once every client has polled at least once.
         tail_s = step["poll_interval_s"] if step["method"] == "rest-poll" else 0.4
         settle_s = max(SETTLE_S, tail_s + 0.1)
+        window_s = p["push_window_s"] if step["method"] in ("long-poll", "sse") else p["window_s"]
         step.update(start_s=start_s, window_start_s=start_s + settle_s,
-                    window_end_s=start_s + settle_s + p["window_s"], mode=_CLIENT_MODE.get(step["method"], "poll"))
+                    window_end_s=start_s + settle_s + window_s, mode=_CLIENT_MODE.get(step["method"], "poll"))
         step["end_s"] = step["window_end_s"] + tail_s + 0.1
         start_s = step["end_s"] + gap_s
     return steps
@@ -93,7 +97,8 @@ def _steps(p: dict) -> list[dict]:
 
 def many_clients_sweep(lab=None, *, clients: Sequence[int] | None = None, methods: Sequence[str] | None = None,
                        poll_intervals_s: Sequence[float] | None = None, update_rate_per_s: float | None = None,
-                       window_s: float | None = None, processes: int | None = None, quick: bool | None = None,
+                       window_s: float | None = None, push_window_s: float | None = None,
+                       processes: int | None = None, quick: bool | None = None,
                        seed: int = 1, run_dir: str | Path | None = None,
                        progress: bool = True) -> ManyClientsResult:
     """Measure one HTTP server under N clients per method (notebook 11).
@@ -107,6 +112,10 @@ def many_clients_sweep(lab=None, *, clients: Sequence[int] | None = None, method
         update_rate_per_s: how often the watched state changes (random moments; default 6).
         window_s: seconds measured per (method, N) step, after :data:`SETTLE_S` for
             the clients to connect (default 4; quick 1.2).
+        push_window_s: the window of the long-polling and SSE steps (default ``window_s``).
+            Their mean delay is a mean over the window's *updates* (all clients learn
+            one update together, so one scheduler hiccup moves every client's delay):
+            more updates, not more clients, make it precise.
         processes: client processes the coroutines are spread over (default 2).
         quick: the short CI version (default ``$EDALAB_QUICK``).
         seed: the update times are reproducible with the same seed.
@@ -118,7 +127,7 @@ def many_clients_sweep(lab=None, *, clients: Sequence[int] | None = None, method
     from edalab.experiments._scale_clients import watch_state
     from edalab.transports.http import EventServiceSpec, serve_event_service
 
-    p = _check(clients, methods, poll_intervals_s, update_rate_per_s, window_s, processes, quick, seed)
+    p = _check(clients, methods, poll_intervals_s, update_rate_per_s, window_s, processes, quick, seed, push_window_s)
     steps = _steps(p)
     root = Path(run_dir) if run_dir is not None else new_run_dir("many-clients")
     base_url = f"http://127.0.0.1:{free_port()}"
@@ -130,10 +139,9 @@ def many_clients_sweep(lab=None, *, clients: Sequence[int] | None = None, method
     spec = EventServiceSpec(base_url, mode="poll")
     sc.add("producer", produce, kwargs={"spec": spec, "schedule_s": schedule_s, "keys": 1,
                                         "event_type": "state.changed"})
-    for i in range(p["processes"]):
-        sc.add(f"clients-{i}", watch_state, kwargs={"base_url": base_url, "steps": steps,
-                                                    "process": i, "processes": p["processes"]},
-               stop_timeout_s=30.0)
+    client_roles = [sc.add(f"clients-{i}", watch_state, stop_timeout_s=30.0,
+                           kwargs={"base_url": base_url, "steps": steps, "process": i, "processes": p["processes"]})
+                    for i in range(p["processes"])]
     samples = []
     from tqdm.auto import tqdm
 
@@ -144,11 +152,11 @@ def many_clients_sweep(lab=None, *, clients: Sequence[int] | None = None, method
             bar.set_postfix_str(f"{step['method']} N={step['clients']}")
             w0, w1 = step["window_start_s"], step["window_end_s"]
             run.sleep(max(w0 - run.elapsed_s(), 0.0))
-            before = _server_sample(base_url, service)
+            before = _server_sample(base_url, service, client_roles)
             run.sleep(max((w0 + w1) / 2 - run.elapsed_s(), 0.0))
-            middle = _server_sample(base_url, service, connections=True)
+            middle = _server_sample(base_url, service, client_roles, connections=True)
             run.sleep(max(w1 - run.elapsed_s(), 0.0))
-            after = _server_sample(base_url, service)
+            after = _server_sample(base_url, service, client_roles)
             samples.append({"step": number, "before": before, "middle": middle, "after": after})
             bar.update()
         bar.close()
@@ -159,8 +167,9 @@ def many_clients_sweep(lab=None, *, clients: Sequence[int] | None = None, method
     return analyse(sc.recorder, steps, samples, run.gate_ns, params)
 
 
-def _cpu_s(pid: int) -> float:
-    """CPU seconds of every thread of ``pid`` so far, from the scheduler's ns counters.
+def _cpu_s(pid: int, field: int = 0) -> float:
+    """CPU seconds of every thread of ``pid`` so far, from the scheduler's ns counters
+    (``field=1``: seconds it was ready to run but waited for a core instead).
 
     ``psutil``'s CPU times count clock ticks (10 ms): too coarse for a 1.5 s window
     of a server that is busy 3 % of the time. ``/proc/<pid>/task/*/schedstat`` counts
@@ -174,18 +183,21 @@ def _cpu_s(pid: int) -> float:
     for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
         try:
             with open(path) as f:
-                total_ns += int(f.read().split()[0])
+                total_ns += int(f.read().split()[field])
             found = True
         except (OSError, ValueError, IndexError):          # a thread that just ended
             pass
     if found:
         return total_ns / 1e9
+    if field:
+        return float("nan")               # no run-queue counter here
     t = psutil.Process(pid).cpu_times()
     return t.user + t.system
 
 
-def _server_sample(base_url: str, service, connections: bool = False) -> dict:
-    """The server's CPU seconds, request counts by route, memory and (optionally) open connections."""
+def _server_sample(base_url: str, service, clients=(), connections: bool = False) -> dict:
+    """The server's CPU seconds, request counts by route, memory and (optionally) open connections;
+    the client processes' CPU seconds (the model's delay terms are calibrated on their cost per answer)."""
     import time
 
     import httpx
@@ -196,7 +208,8 @@ def _server_sample(base_url: str, service, connections: bool = False) -> dict:
     # CPU read right after the server counted: on a busy machine the owner may get the
     # answer late, so the request counts carry the server's own clock (stats_ns)
     sample = {"t_ns": time.time_ns(), "cpu_s": _cpu_s(service.pid), "requests": stats["requests"],
-              "stats_ns": stats["now_ns"]}
+              "stats_ns": stats["now_ns"], "clients_cpu_s": sum(_cpu_s(c.pid) for c in clients),
+              "wait_s": _cpu_s(service.pid, 1), "clients_wait_s": sum(_cpu_s(c.pid, 1) for c in clients)}
     process = psutil.Process(service.pid)
     sample["rss_bytes"] = process.memory_info().rss
     if connections:
