@@ -51,6 +51,8 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-dev-shm-usage"]
 #: the longest a notebook may take in the browser, quick mode, on a busy 2-core machine
 NOTEBOOK_TIMEOUT_S = 300.0
+#: how long scripts/lab may take until its JupyterLab answers (servers, then JupyterLab)
+LAB_START_TIMEOUT_S = 180.0
 
 
 def _selected_notebooks() -> list[str]:
@@ -84,7 +86,17 @@ def _why_no_browser() -> str | None:
 
 @pytest.fixture(scope="module")
 def browser_lab(tmp_path_factory):
-    """(base URL, notebook folder, Playwright page) of scripts/lab's JupyterLab in Chromium."""
+    """(base URL, notebook folder, Playwright page) of scripts/lab's JupyterLab in Chromium.
+
+    One per test module and pytest process: under pytest-xdist every worker that gets a
+    browser item starts its own, so nothing here may be shared between workers. Each has its
+    own temporary folder (the worker's basetemp) for the notebooks' copy, JupyterLab's
+    settings, workspaces and runtime files, and its own ``EDALAB_STATE_DIR``: ``edalab up``
+    then starts this JupyterLab's own servers (on free ports) instead of finding another
+    worker's, or the other tests' session state dir. JupyterLab picks its port (free_port()
+    is only where it starts looking) and the address comes from what ``edalab lab`` prints.
+    Stopping ``scripts/lab`` stops JupyterLab, its kernels, and the servers it started.
+    """
     reason = _why_no_browser()
     if reason:
         print(f"\ntest_browser: SKIPPED: {reason}", file=sys.stderr)
@@ -105,18 +117,19 @@ def browser_lab(tmp_path_factory):
         path = settings / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(values))
-    port = free_port()
-    env = {**os.environ, "EDALAB_QUICK": "1", "JUPYTERLAB_SETTINGS_DIR": str(settings),
-           "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "lab-workspaces")}
-    log = (tmp / "lab.log").open("w")
+    env = {**os.environ, "EDALAB_QUICK": "1", "EDALAB_STATE_DIR": str(tmp / "edalab-state"),
+           "JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "lab-workspaces"),
+           "JUPYTER_RUNTIME_DIR": str(tmp / "jupyter-runtime")}
+    _setup_once(tmp_path_factory, env)
+    log_path = tmp / "lab.log"
+    log = log_path.open("w")
     # scripts/lab passes --notebooks notebooks first; the later --notebooks (the copy) wins.
     lab = subprocess.Popen([str(ROOT / "scripts" / "lab"), "--notebooks", str(folder), "--no-browser",
-                            f"--port={port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
+                            f"--port={free_port()}", "--ServerApp.ip=127.0.0.1",
                             f"--IdentityProvider.token={TOKEN}"],
                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
     try:
-        _wait_for(lambda: _api(base, "status") is not None, 120, "JupyterLab to answer", tmp / "lab.log")
+        base = _wait_for_address(lab, log_path, LAB_START_TIMEOUT_S)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -131,6 +144,42 @@ def browser_lab(tmp_path_factory):
             os.killpg(lab.pid, signal.SIGKILL)
             lab.wait(timeout=10)
         log.close()
+
+
+def _setup_once(tmp_path_factory, env: dict) -> None:
+    """Run scripts/setup while holding a lock that every worker of this pytest run shares.
+
+    scripts/lab runs scripts/setup first, which reinstalls .venv when pyproject.toml is newer
+    than its stamp: several xdist workers starting scripts/lab at the same moment would run
+    pip in the same .venv at once. Here the first one does it and the others wait, and their
+    scripts/lab then finds the stamp fresh. (The run's basetemp's parent is shared by its
+    workers; without xdist the lock is simply uncontended.)
+    """
+    import fcntl
+
+    lock_path = tmp_path_factory.getbasetemp().parent / "edalab-browser-setup.lock"
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run([str(ROOT / "scripts" / "setup")], cwd=ROOT, env=env, check=True,
+                       stdout=subprocess.DEVNULL, timeout=900)
+
+
+def _wait_for_address(lab: subprocess.Popen, log_path: Path, timeout_s: float) -> str:
+    """The base URL ``edalab lab`` prints once its JupyterLab answers (it read the port there)."""
+    found = []
+
+    def answered() -> bool:
+        match = re.search(r"(http://127\.0\.0\.1:\d+)/lab\?token=", log_path.read_text(errors="replace"))
+        if match:
+            found.append(match.group(1))
+            return True
+        if lab.poll() is not None:
+            raise AssertionError(f"scripts/lab exited ({lab.returncode}) before JupyterLab answered:\n"
+                                 f"{log_path.read_text(errors='replace')[-3000:]}")
+        return False
+
+    _wait_for(answered, timeout_s, "JupyterLab to answer", log_path)
+    return found[0]
 
 
 def _api(base: str, path: str):
@@ -211,9 +260,10 @@ def _problems(page, notebook: dict) -> list[str]:
 
 def _screenshot(page, stem: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    charts = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-RenderedImage img")
-    if charts.count():
-        charts.first.scroll_into_view_if_needed()
+    panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    charts = panel.locator(".jp-RenderedImage img")
+    # Run All leaves the view at the last cell: show the first chart, else the notebook's top.
+    (charts if charts.count() else panel.locator(".jp-Cell")).first.scroll_into_view_if_needed()
     path = ARTIFACTS / f"{stem}.png"
     page.screenshot(path=str(path))
     return path
@@ -222,7 +272,10 @@ def _screenshot(page, stem: str) -> Path:
 def _record_time(name: str, seconds: float) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with (ARTIFACTS / "timings.txt").open("a") as f:
-        f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {name} {seconds:.1f} s\n")
+        # which xdist worker, and how busy the machine was: times differ a lot with both
+        where = os.environ.get("PYTEST_XDIST_WORKER", "serial")
+        load_1min = os.getloadavg()[0]
+        f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {name} {seconds:.1f} s ({where}, load {load_1min:.1f})\n")
 
 
 def _shut_down_kernels(base: str) -> None:
@@ -232,9 +285,19 @@ def _shut_down_kernels(base: str) -> None:
         httpx.delete(f"{base}/api/sessions/{session['id']}", headers=headers, timeout=30, trust_env=False)
 
 
-@pytest.mark.timeout(NOTEBOOK_TIMEOUT_S + 180)
-@pytest.mark.parametrize("name", NOTEBOOKS or [pytest.param("", marks=pytest.mark.skip(
-    reason="EDALAB_BROWSER_NOTEBOOKS chose no notebook (only the widget check runs)"))])
+def _one_group_each(names: list[str]) -> list:
+    """One pytest param per notebook, each in its own xdist group ``browser-NN``: under
+    ``pytest -n N --dist loadgroup`` the notebooks spread over the workers (without the mark
+    the suite's conftest would keep the whole file on one worker)."""
+    if not names:
+        return [pytest.param("", marks=pytest.mark.skip(
+            reason="EDALAB_BROWSER_NOTEBOOKS chose no notebook (only the widget check runs)"))]
+    return [pytest.param(name, marks=pytest.mark.xdist_group(f"browser-{name[:2]}")) for name in names]
+
+
+# The timeouts count the module's JupyterLab start too: it happens in the first item a worker runs.
+@pytest.mark.timeout(NOTEBOOK_TIMEOUT_S + LAB_START_TIMEOUT_S + 60)
+@pytest.mark.parametrize("name", _one_group_each(NOTEBOOKS))
 def test_notebook_runs_in_jupyterlab_without_errors(browser_lab, name):
     base, folder, page = browser_lab
     started = time.monotonic()
@@ -263,7 +326,8 @@ WIDGET_NOTEBOOK = {
 }
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(300 + LAB_START_TIMEOUT_S)
+@pytest.mark.xdist_group("browser-widget")
 def test_a_widget_reruns_with_a_changed_setting_and_shows_a_new_chart(browser_lab):
     base, folder, page = browser_lab
     name = "widget_check.ipynb"
