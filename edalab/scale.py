@@ -19,15 +19,20 @@ real clients) and predicts the same quantities for any N, per method:
   memory per connection measured;
 * **delay**: polling ``interval / 2 + response``; push ``d0 + k * clients per server``
   (one server writes to its clients one after the other), fitted on the run, plus the
-  time an update waits while the server still writes the one before: the server
+  time an update waits while the server still writes the one before: one server
   process is one queue whose job per update is its *fan-out* ``S = clients x CPU per
-  answer`` (from the CPU curve, no new parameter), so with updates at random moments
-  the mean wait is Pollaczek-Khinchine's ``λ S² / (2 (1 - λS))``. It is why push's
-  delay grows faster than linearly with clients: ``S`` grows with N and the wait with
-  ``S²``. (Long polling feels it most: its answer costs a request, five times an SSE
-  event.) The line is fitted per core-second: each step's delay over its *stretch*,
-  ``1 + run-queue wait / CPU`` of the server (the scheduler's counters), so a run on a
-  busy machine calibrates a server with a core of its own;
+  answer`` (from the CPU curve, no new parameter); pending updates share the next
+  fan-out, so with updates at random moments (``x = λS``) the mean wait is
+  ``S/2 x x e^x / (1 + x e^x)``: ``λS²/2`` for rare updates, never more than ``S/2``.
+  It is why push's delay grows faster than linearly with clients: ``S`` grows with N
+  and the wait with ``S²``. (Long polling feels it most: its answer costs a request,
+  five times an SSE event.) Line and fan-out are per core-second: a server that waits
+  for a core (2 cores shared with the clients, other work on the machine) takes
+  *stretch* = ``1 + run-queue wait / CPU`` (the scheduler's counters, measured per
+  step) wall seconds per CPU second. The line is fitted on each step's delay less its
+  wait, over its stretch, so a run on a busy machine calibrates a server with a core
+  of its own (long polling's shared answers use the CPU fan-out: on a busy machine the
+  run's lie between that and the wall fan-out's);
 * **waste and staleness** of polled state with updates at random moments (rate λ):
   an answer is unchanged with probability ``exp(-λT)``; the copy is stale, and an
   update is never seen, a share ``1 - (1 - exp(-λT)) / (λT)`` of the time.
@@ -115,12 +120,18 @@ def _answers_per_update(rate_per_s: float, fanout_s):
 
 
 def _wait_ms(rate_per_s: float, fanout_s):
-    """Mean wait (ms) of an update behind the fan-out of earlier ones: M/D/1 (updates at
-    random moments, a fan-out of ``fanout_s`` each), Pollaczek-Khinchine's λS²/(2(1-λS));
-    the load λS is capped at 0.95 (past it the model adds servers)."""
+    """Mean wait (ms) of an update behind the fan-out of the one before. A fan-out takes
+    ``S`` and carries every update that came while the one before was written (long polls
+    and SSE streams both send what is pending in one answer), so the server works in
+    busy periods of back-to-back fan-outs: with updates at random moments (rate λ,
+    ``x = λS``) a busy period holds ``e^x`` fan-outs on average, the server is busy a
+    share ``x e^x / (1 + x e^x)`` of the time, and an update that comes while it is
+    waits half a fan-out on average. For rare updates that is ``λS²/2``, as in any
+    queue; it never exceeds ``S/2``, because pending updates share the next fan-out."""
     fanout_s = np.asarray(fanout_s, dtype=float)
-    load = np.minimum(rate_per_s * fanout_s, 0.95)
-    return 1000 * rate_per_s * fanout_s ** 2 / (2 * (1 - load))
+    x = rate_per_s * fanout_s
+    grows = x * np.exp(np.minimum(x, 50.0))
+    return 1000 * grows / (1 + grows) * fanout_s / 2
 
 
 def _fanout_s(calibration: "Calibration", method: str, clients_per_process, rate_per_s: float):
@@ -177,7 +188,7 @@ def calibrate(result) -> Calibration:
             # from the CPU per answer (its own term, not a fitted one).
             partial = Calibration(idle, {method: curves[method]}, 1.0, {}, 1.0, 1.0)
             rate, stretch = timed["updates_per_s"].to_numpy(float), _stretch(timed)
-            d = (d - _wait_ms(rate, _fanout_s(partial, method, n, rate))) / stretch
+            d = (d - _wait_ms(rate, stretch * _fanout_s(partial, method, n, rate))) / stretch
             k, d0 = np.polyfit(n, d, 1) if len(set(n)) > 1 else (0.0, float(d.mean()))
             if d0 < 0:                  # no delay below zero at few clients: the line through 0
                 k, d0 = float(np.dot(n, d) / np.dot(n, n)), 0.0
@@ -292,7 +303,7 @@ def predict(calibration: Calibration, method: str, clients, *, poll_interval_s: 
         d0, per_client = calibration.push_delay_ms[method]
         fan = stretch * per_client * n / processes        # each process writes to its clients in turn
         mean = stretch * d0 + fan
-        mean = mean + _wait_ms(rate, fanout_s)  # behind the fan-out of the updates before
+        mean = mean + _wait_ms(rate, stretch * fanout_s)  # behind the fan-out before, in wall seconds
         p50, p99 = mean, mean + 0.98 * fan
         wasted = np.zeros_like(n)
         stale = np.minimum(rate * mean / 1000, 1.0)
