@@ -70,6 +70,8 @@ class ChildProcess:
         self.process: subprocess.Popen | None = None
         self.paused = False
         self._stop_requested = False
+        #: time.time_ns() when the latest kill() sent its SIGKILL (None: not killed)
+        self.killed_at_ns: int | None = None
 
     # -- what subclasses provide -----------------------------------------------------
     def is_ready(self) -> bool:
@@ -177,11 +179,15 @@ class ChildProcess:
 
     def kill(self) -> None:
         """SIGKILL: the child gets no chance to flush, commit or say goodbye."""
+        self.killed_at_ns = None
         if self.process is None:
             return
         if self.alive:
             self._stop_requested = True
             self._before_signal()
+            # When the signal went: the exit and the bookkeeping after it can take a few
+            # hundred ms on a busy machine, and the run's timeline must not count them as up.
+            self.killed_at_ns = time.time_ns()
             self._signal(signal.SIGKILL)
             self.process.wait(5)
         self._ended_now()

@@ -199,10 +199,13 @@ class Run:
                 role.stop(check=False)
             else:
                 getattr(role, action)()
+            # A kill is stamped when its signal went, not once the process was reaped (on a
+            # loaded machine 0.3 s later: orders the dead receiver refused counted as "up").
+            when = {"at_ns": role.killed_at_ns} if action == "kill" and getattr(role, "killed_at_ns", None) else {}
             self.recorder.log_lifecycle(role_name, {"kill": "killed", "stop": "stopped", "start": "started",
                                                     "restart": "restarted", "pause": "paused",
                                                     "resume": "resumed"}[action],
-                                        planned_s=at_s, pid=role.pid)
+                                        planned_s=at_s, pid=role.pid, **when)
 
     # -- waiting ---------------------------------------------------------------------
     def sleep(self, seconds: float) -> None:
