@@ -128,7 +128,17 @@ def rebalance(lab, *, members: int = 2, partitions: int = 3, rate_per_s: float =
         if "join" in changes:
             run.at(t0_s + join_at_s).start(newcomer)
         if "leave" in changes:
-            run.at(t0_s + leave_at_s).stop(names[0])
+            leave_s = t0_s + leave_at_s
+            if "join" in changes:
+                # A change waits until the one before is done. On a loaded machine (a parallel
+                # test suite) the newcomer's process took longer to start and join than the
+                # 2.6 s between the two (quick): both rebalances fell in the leave's window and
+                # the join showed no pause at all. The leave comes after the newcomer is ready
+                # and its first receipts (at most a fetch wait) are in.
+                run.until(lambda: sc[newcomer].alive and sc[newcomer].is_ready(),
+                          timeout_s=leave_s - run.elapsed_s() + sc[newcomer].ready_timeout_s)
+                leave_s = max(leave_s, run.elapsed_s() + 1.0)
+            run.at(leave_s).stop(names[0])
         run.wait_finished("kitchen", timeout_s=duration_s + 30)
         run.until_delivered(len(schedule), group=group, timeout_s=10)
         gate_ns = run.gate_ns
