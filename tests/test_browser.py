@@ -13,9 +13,19 @@ chart, or its top) in ``test-artifacts/browser/`` (git-ignored) with ``timings.t
 Which notebooks: ``EDALAB_BROWSER_NOTEBOOKS``: ``all``, ``none`` (only the widget check), or
 numbers such as ``00,02,05`` (default: :data:`DEFAULT_NOTEBOOKS`); ``scripts/browser-test all``
 runs them all. nbval already runs every notebook once; each one here costs its quick run again
-plus about 5 s of browser work (measured, 2026-11-29, load ~8 on 2 cores: 00 17 s, 01 36 s,
-02 56 s, 03 100 s, 04 70 s, 05 64 s, 06 77 s, 07 58 s, 08 82 s; JupyterLab's start 12 s, the
-widget check 17 s: 00-08 took 10 min in all).
+plus a few seconds of browser work. Measured 2026-11-30 on 2 cores shared with other test runs
+(load 4-10), all 13 and the widget check: serially 11 min 12 s (00 10 s, 01 26 s, 02 53 s,
+03 75 s, 04 68 s, 05 51 s, 06 66 s, 07 62 s, 08 68 s, 09 61 s, 10 34 s, 11 46 s, 12 34 s,
+widget 11 s, JupyterLab's start 6 s); with ``pytest -n 3 --dist loadgroup`` about 4 min 10 s
+(three at a time, each about as long as serially, the short ones up to 1.7x; one JupyterLab
+per worker, 7-11 s to start).
+
+In parallel: each notebook is an item of its own in the xdist group ``browser-NN`` and the
+widget check is in ``browser-widget``, so ``--dist loadgroup`` spreads them over the workers.
+Every worker that gets one starts its own ``scripts/lab`` (module-scoped fixture; without
+xdist, one for the whole module) with its own state dir, ports and temporary folder, and stops
+it (JupyterLab, kernels, the servers of its ``edalab up``) when the worker moves on to another
+file or ends (a later browser item on that worker starts a new one).
 
 Skipped, with the reason in pytest's summary (``-ra``), only where there is no browser:
 Playwright not installed or no ``/usr/bin/chromium`` (``.ci/run`` installs both where it can).
@@ -41,8 +51,9 @@ CHROMIUM = os.environ.get("EDALAB_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 TOKEN = "edalab-browser-test"
 #: notebooks run in the browser when EDALAB_BROWSER_NOTEBOOKS is not set. The suite's budget
-#: decides: nbval runs every notebook already, and all of 00-08 here took 10 min on a busy
-#: machine (00: 17 s, 02: 56 s); the setup notebook a learner opens first, and a lesson with charts.
+#: decides: nbval runs every notebook already, and all 13 here took 11 min serially and about
+#: 4 min under `pytest -n 3` on a busy 2-core machine (2026-11-30; 00: 10-19 s, 02: 47-53 s):
+#: the setup notebook a learner opens first, and a lesson with charts.
 DEFAULT_NOTEBOOKS = "00,02"
 #: Chromium's flags on this machine: no sandbox as root, no GPU, and no background traffic
 #: (the closed network refuses it, many connections at a time, at every start)
