@@ -7,7 +7,10 @@ real clients) and predicts the same quantities for any N, per method:
 * **server CPU** (CPU seconds per second): ``idle + a * x**b`` for one server, where
   ``x`` is the server's work per second: requests for REST polling and long polling,
   pushed events (clients x updates) for SSE. ``a`` and ``b`` are fitted per method on
-  the run (``b < 1`` when a busier server handles several requests per wake-up);
+  the run (``b < 1`` when a busier server handles several requests per wake-up). For
+  REST polling ``a`` also scales as ``interval**c`` (fitted when the run polled at two
+  or more intervals): a poll on a connection that sat idle for a second costs the
+  server about twice one that came 0.1 s after the last;
 * **requests/s**: ``N / interval`` (polling), about 0 (SSE: one request per connection);
   long polling answers each client once per update, *unless* the next update comes
   while the server is still answering the last one: a client whose answer was not yet
@@ -86,6 +89,10 @@ class Calibration:
     # updates per second during the idle step: the idle cost is mostly taking in updates
     # (a POST each), so it is scaled by each step's own update rate
     idle_update_rate_per_s: float = 0.0
+    # REST polling's cost per request scales as interval ** this (> 0: a request on a connection
+    # that sat idle longer costs more), within the measured intervals (beyond them, their end's)
+    poll_interval_exponent: float = 0.0
+    poll_intervals_s: tuple = (1.0, 1.0)
 
 
 def _idle(calibration: Calibration, rate_per_s) -> float:
@@ -166,6 +173,7 @@ def calibrate(result) -> Calibration:
     idle = result.idle_cpu_per_s()
     idle_rate = float(result.summary.loc[result.summary["method"] == "idle", "updates_per_s"].iloc[0])
     curves, push = {}, {}
+    poll_c, poll_range = 0.0, (1.0, 1.0)
     for method, rows in s.groupby("method"):
         if method != "rest-poll":              # push work needs updates: windows without any say nothing
             rows = rows[rows["updates_per_s"] > 0]
@@ -175,7 +183,13 @@ def calibrate(result) -> Calibration:
             x = rows["requests_per_s"].to_numpy(float)
         base = idle * rows["updates_per_s"].to_numpy() / idle_rate if idle_rate > 0 else idle
         y = np.maximum(rows["server_cpu_per_s"].to_numpy() - base, 1e-6)
-        if len(set(np.round(x))) > 1:
+        intervals = rows["poll_interval_s"].to_numpy(float)
+        if method == "rest-poll" and len(set(intervals)) > 1 and len(rows) >= 4:
+            # log CPU = log a + b log x + c log interval: three numbers on four or more steps
+            design = np.c_[np.ones(len(x)), np.log(x), np.log(intervals)]
+            (log_a, b, poll_c), *_ = np.linalg.lstsq(design, np.log(y), rcond=None)
+            poll_range = (float(intervals.min()), float(intervals.max()))
+        elif len(set(np.round(x))) > 1:
             b, log_a = np.polyfit(np.log(x), np.log(y), 1)
         else:
             b, log_a = 1.0, float(np.log(np.mean(y / x)))
@@ -205,7 +219,8 @@ def calibrate(result) -> Calibration:
     return Calibration(idle, curves, max(response_ms, 0.1), push, max(memory, 1024.0),
                        float(result.params.get("update_rate_per_s", 10.0)),
                        {"run_dir": result.params.get("run_dir"), "steps": len(s)},
-                       idle_update_rate_per_s=idle_rate if idle_rate > 0 else 0.0)
+                       idle_update_rate_per_s=idle_rate if idle_rate > 0 else 0.0,
+                       poll_interval_exponent=float(poll_c), poll_intervals_s=poll_range)
 
 
 def _check_method(method: str, calibration: Calibration) -> str:
@@ -216,18 +231,28 @@ def _check_method(method: str, calibration: Calibration) -> str:
     return method
 
 
-def _cpu_one(calibration: Calibration, method: str, work_per_s, rate_per_s=None):
+def _curve(calibration: Calibration, method: str, interval_s: float = 1.0) -> tuple:
+    """(a, b, x_top) of ``method``; REST polling's ``a`` at ``interval_s`` (clamped to the run's intervals)."""
+    a, b, x_top = calibration.cpu_curves[method]
+    if method == "rest-poll" and calibration.poll_interval_exponent:
+        low, high = calibration.poll_intervals_s
+        a = a * float(np.clip(interval_s, low, high)) ** calibration.poll_interval_exponent
+    return a, b, x_top
+
+
+def _cpu_one(calibration: Calibration, method: str, work_per_s, rate_per_s=None, interval_s: float = 1.0):
     """CPU s/s of one server process doing ``work_per_s``: the fitted curve up to the largest
     measured load, and beyond it that load's average cost per unit (no economy of scale
     the run did not show)."""
-    a, b, x_top = calibration.cpu_curves[method]
+    a, b, x_top = _curve(calibration, method, interval_s)
     x = np.asarray(work_per_s, dtype=float)
     return _idle(calibration, rate_per_s) + np.where(x <= x_top, a * x ** b, a * x_top ** (b - 1) * x)
 
 
-def _work_max(calibration: Calibration, method: str, target: float, rate_per_s=None) -> float:
+def _work_max(calibration: Calibration, method: str, target: float, rate_per_s=None,
+              interval_s: float = 1.0) -> float:
     """The work per second one process carries at ``target`` CPU s/s."""
-    a, b, x_top = calibration.cpu_curves[method]
+    a, b, x_top = _curve(calibration, method, interval_s)
     budget = target - _idle(calibration, rate_per_s)
     if budget <= 0:
         raise ConfigError("cpu_target is below the server's idle cost: raise cpu_target.")
@@ -243,7 +268,7 @@ def servers_needed(calibration: Calibration, method: str, clients, *, poll_inter
     rate = calibration.update_rate_per_s if update_rate_per_s is None else update_rate_per_s
     clients = np.asarray(clients, dtype=float)
     # One server process per core (a Python server uses one core); each at the CPU target.
-    x_max = _work_max(calibration, method, limits.cpu_target, rate) * limits.cores
+    x_max = _work_max(calibration, method, limits.cpu_target, rate, poll_interval_s) * limits.cores
     connections = _connections(method, clients, poll_interval_s, limits, calibration)
     need = {"cpu": np.ceil(_work_per_s(method, clients, poll_interval_s, rate) / x_max),
             "connections": np.ceil(connections / limits.max_connections),
@@ -289,7 +314,7 @@ def predict(calibration: Calibration, method: str, clients, *, poll_interval_s: 
     fanout_s = _fanout_s(calibration, method, n / processes, rate) if method != "rest-poll" else np.zeros_like(n)
     requests = _requests_per_s(method, n, interval, rate, fanout_s)
     work = requests if method == "long-poll" else _work_per_s(method, n, interval, rate)
-    cpu = processes * _cpu_one(calibration, method, work / processes, rate)
+    cpu = processes * _cpu_one(calibration, method, work / processes, rate, interval)
     busy = np.clip(cpu / processes - _idle(calibration, rate), 0, 0.95)
     if method == "rest-poll":
         response = calibration.response_ms / (1 - busy)          # a busier server answers later
