@@ -53,6 +53,22 @@ def test_the_model_agrees_with_its_own_run_on_polling(run):
     assert scale.max_rel_error(run, wrong, methods=["rest-poll"]) > 0.35
 
 
+def test_a_poll_costs_by_its_interval_only_within_the_measured_intervals(run):
+    """REST polling's cost per request scales as interval**c, fitted on the run's two intervals;
+    outside them the model keeps the nearest measured cost (no trend the run did not show)."""
+    calibration = scale.calibrate(run)
+    assert calibration.poll_intervals_s == (0.2, 0.3)
+    c = dataclasses.replace(calibration, poll_interval_exponent=0.5)
+
+    def per_request_ms(cal, interval_s):
+        p = scale.predict(cal, "rest-poll", [20 * interval_s], poll_interval_s=interval_s, one_server=True).iloc[0]
+        return (p["server_cpu_per_s"] - scale._idle(cal, cal.update_rate_per_s)) / p["requests_per_s"] * 1000
+
+    assert per_request_ms(c, 0.3) == pytest.approx(per_request_ms(c, 0.2) * 1.5 ** 0.5, rel=1e-6)
+    assert per_request_ms(c, 60.0) == pytest.approx(per_request_ms(c, 0.3), rel=1e-6)
+    assert per_request_ms(c, 0.05) == pytest.approx(per_request_ms(c, 0.2), rel=1e-6)
+
+
 def test_the_model_scales_to_a_million_clients_fast(run):
     calibration = scale.calibrate(run)
     started = time.perf_counter()
