@@ -16,7 +16,8 @@ runs them all. nbval already runs every notebook once; each one here costs its q
 plus a few seconds of browser work. Measured 2026-11-30 on 2 cores shared with other test runs
 (load 4-10), all 13 and the widget check: serially 11 min 12 s (00 10 s, 01 26 s, 02 53 s,
 03 75 s, 04 68 s, 05 51 s, 06 66 s, 07 62 s, 08 68 s, 09 61 s, 10 34 s, 11 46 s, 12 34 s,
-widget 11 s, JupyterLab's start 6 s); with ``pytest -n 3 --dist loadgroup`` about 4 min 10 s
+widget 11 s, JupyterLab's start 6 s; again at load 2-4: 8 min 0 s, 00 9 s to 08 52 s); with
+``pytest -n 3 --dist loadgroup`` (load 5-7) about 4 min 10 s
 (three at a time, each about as long as serially, the short ones up to 1.7x; one JupyterLab
 per worker, 7-11 s to start).
 
