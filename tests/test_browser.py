@@ -17,13 +17,13 @@ plus a few seconds of browser work. Measured 2026-11-30 on 2 cores shared with o
 (load 4-10), all 13 and the widget check: serially 11 min 12 s (00 10 s, 01 26 s, 02 53 s,
 03 75 s, 04 68 s, 05 51 s, 06 66 s, 07 62 s, 08 68 s, 09 61 s, 10 34 s, 11 46 s, 12 34 s,
 widget 11 s, JupyterLab's start 6 s; again at load 2-4: 8 min 0 s, 00 9 s to 08 52 s); with
-``pytest -n 3 --dist loadgroup`` (load 5-7) about 4 min 10 s
+``pytest -n 3`` (load 5-7) about 4 min 10 s
 (three at a time, each about as long as serially, the short ones up to 1.7x; one JupyterLab
 per worker, 7-11 s to start).
 
-In parallel: each notebook is an item of its own in the xdist group ``browser-NN`` and the
-widget check is in ``browser-widget``, so ``--dist loadgroup`` spreads them over the workers.
-Every worker that gets one starts its own ``scripts/lab`` (module-scoped fixture; without
+In parallel (``scripts/test``: pytest-xdist, ``--dist loadfile``): the repository's conftest.py
+makes each test of this file a work unit of its own (each notebook, and the widget check), so
+the notebooks spread over the workers while every other file stays on one worker. Every worker that gets one starts its own ``scripts/lab`` (module-scoped fixture; without
 xdist, one for the whole module) with its own state dir, ports and temporary folder, and stops
 it (JupyterLab, kernels, the servers of its ``edalab up``) when the worker moves on to another
 file or ends (a later browser item on that worker starts a new one).
@@ -297,19 +297,18 @@ def _shut_down_kernels(base: str) -> None:
         httpx.delete(f"{base}/api/sessions/{session['id']}", headers=headers, timeout=30, trust_env=False)
 
 
-def _one_group_each(names: list[str]) -> list:
-    """One pytest param per notebook, each in its own xdist group ``browser-NN``: under
-    ``pytest -n N --dist loadgroup`` the notebooks spread over the workers (without the mark
-    the suite's conftest would keep the whole file on one worker)."""
+def _notebook_params(names: list[str]) -> list:
+    """One pytest param per notebook (under ``scripts/test`` each is a work unit of its own:
+    conftest.py's ``SPLIT_FILES``), or one that says why none runs."""
     if not names:
         return [pytest.param("", marks=pytest.mark.skip(
             reason="EDALAB_BROWSER_NOTEBOOKS chose no notebook (only the widget check runs)"))]
-    return [pytest.param(name, marks=pytest.mark.xdist_group(f"browser-{name[:2]}")) for name in names]
+    return names
 
 
 # The timeouts count the module's JupyterLab start too: it happens in the first item a worker runs.
 @pytest.mark.timeout(NOTEBOOK_TIMEOUT_S + LAB_START_TIMEOUT_S + 60)
-@pytest.mark.parametrize("name", _one_group_each(NOTEBOOKS))
+@pytest.mark.parametrize("name", _notebook_params(NOTEBOOKS))
 def test_notebook_runs_in_jupyterlab_without_errors(browser_lab, name):
     base, folder, page = browser_lab
     started = time.monotonic()
@@ -339,7 +338,6 @@ WIDGET_NOTEBOOK = {
 
 
 @pytest.mark.timeout(300 + LAB_START_TIMEOUT_S)
-@pytest.mark.xdist_group("browser-widget")
 def test_a_widget_reruns_with_a_changed_setting_and_shows_a_new_chart(browser_lab):
     base, folder, page = browser_lab
     name = "widget_check.ipynb"
