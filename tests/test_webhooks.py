@@ -55,8 +55,9 @@ def test_adding_subscribers_grows_the_webhook_senders_work(lab, tmp_path):
                              progress=False, run_dir=tmp_path)
     table = fan.summary.to_string()
     seq1, seq4 = fan.step("webhook", "sequential", 1), fan.step("webhook", "sequential", 4)
-    # wide margins (a busy 2-core machine): four POSTs in a row take longer and cost more CPU than one
-    assert seq4["send_p50_ms"] > 1.3 * seq1["send_p50_ms"], table
+    # four POSTs in a row cost the sender more CPU than one. (Their wall time is not checked: a few ms
+    # beside a parallel test suite, it measured 5.2 ms for four against 5.7 for one once; the slow
+    # subscriber below shows the waiting.)
     assert seq4["cpu_p50_ms"] > 1.4 * seq1["cpu_p50_ms"], table
     conc1, conc4 = fan.step("webhook", "concurrent", 1), fan.step("webhook", "concurrent", 4)
     assert conc4["cpu_p50_ms"] > 1.5 * conc1["cpu_p50_ms"], table

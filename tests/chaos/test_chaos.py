@@ -37,7 +37,9 @@ def check(row: dict, *, durable: bool, kills: int = 0) -> None:
         # Redis counts what it dropped (PUBLISH answered 0); a kill can also take the
         # events already in the dying subscriber's socket, at most one each at 40/s.
         assert row["to_nobody"] <= row["lost"] <= row["to_nobody"] + kills, row
-        assert row["to_nobody"] > 0, row  # the fault did hit: events were published to nobody
+        # The fault did hit: events were published to nobody, or publishes failed while Redis was
+        # down and were retried (a subscriber back before the retries then misses nothing).
+        assert row["to_nobody"] > 0 or row.get("publish_retries", 0) > 0, row
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
