@@ -201,7 +201,7 @@ class Run:
                 getattr(role, action)()
             # A kill is stamped when its signal went, not once the process was reaped (on a
             # loaded machine 0.3 s later: orders the dead receiver refused counted as "up").
-            when = {"at_ns": role.killed_at_ns} if action == "kill" and getattr(role, "killed_at_ns", None) else {}
+            when = {"at_ns": role.killed_at_ns} if action == "kill" and role.killed_at_ns else {}
             self.recorder.log_lifecycle(role_name, {"kill": "killed", "stop": "stopped", "start": "started",
                                                     "restart": "restarted", "pause": "paused",
                                                     "resume": "resumed"}[action],
