@@ -52,8 +52,8 @@ CHROMIUM = os.environ.get("EDALAB_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 TOKEN = "edalab-browser-test"
 #: notebooks run in the browser when EDALAB_BROWSER_NOTEBOOKS is not set: every one. With the
-#: suite on 3 pytest-xdist workers (scripts/test), all 13 here and everything else took 10 min 20 s
-#: on the 2-core development machine (2026-11-30, shared with another session's runs).
+#: suite on 2 pytest-xdist workers (scripts/test), all 13 here and everything else took 13 min 27 s
+#: on the 2-core development machine (2026-11-30, a clean clone's .ci/run).
 DEFAULT_NOTEBOOKS = "all"
 #: Chromium's flags on this machine: no sandbox as root, no GPU, and no background traffic
 #: (the closed network refuses it, many connections at a time, at every start)
